@@ -1,0 +1,293 @@
+"""Plain-PyTorch implementations of every rule, on validated (n, d) matrices.
+
+These are the fallback and the oracle the native kernels are tested against. They are
+vectorised over coordinates (loops run over rows or subsets only) and work on any device.
+
+Arithmetic types (the same in the native kernels):
+- coordinate-wise rules (median, trimmed_mean, meamed, phocas, bulyan's last step) sort,
+  choose their windows and average in the accumulation type: float32 for float16,
+  bfloat16 and float32 inputs, float64 for float64;
+- distance-based rules compute sum((x - y)^2) exactly in float64, never through the Gram
+  expansion, so scores and selections do not suffer from cancellation or fp32 overflow;
+- geometric_median, centered_clipping and brsgd iterate in float64.
+Results are cast back to G's dtype.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+
+# MDA enumerates subsets: it raises beyond this many (documented in API.md and the README).
+MDA_MAX_SUBSETS = 1_000_000
+
+
+def acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def finite_rows(X: torch.Tensor) -> torch.Tensor:
+    return torch.isfinite(X).all(dim=1)
+
+
+# ----------------------------------------------------------------------------------------
+# Coordinate-wise family: sort each column (NaN last), then average a window.
+
+
+def sort_columns(X: torch.Tensor) -> torch.Tensor:
+    """Columns sorted ascending in the accumulation type; torch.sort puts NaN last."""
+    return torch.sort(X.to(acc_dtype(X.dtype)), dim=0, stable=True).values
+
+
+def median_of_sorted(S: torch.Tensor) -> torch.Tensor:
+    n = S.shape[0]
+    if n % 2 == 1:
+        return S[n // 2].clone()
+    return (S[n // 2 - 1] + S[n // 2]) / 2
+
+
+def window_mean(S: torch.Tensor, start: torch.Tensor | int, k: int) -> torch.Tensor:
+    """Per column, the mean of S[start : start + k] (start per column or shared)."""
+    if isinstance(start, int):
+        return S[start : start + k].sum(dim=0) / k
+    rows = start.unsqueeze(0) + torch.arange(k, device=S.device).unsqueeze(1)
+    return torch.gather(S, 0, rows).sum(dim=0) / k
+
+
+def nearest_window_start(S: torch.Tensor, center: torch.Tensor, k: int) -> torch.Tensor:
+    """Per column, where the k sorted values nearest to center start.
+
+    The window slides up from 0 while the value it would take in is strictly nearer to the
+    center than the one it would drop (ties keep the lower values); the condition is
+    monotone in the start, so counting where it holds gives the start. A NaN never enters
+    while a number remains.
+    """
+    n = S.shape[0]
+    if k >= n:
+        return torch.zeros(S.shape[1], dtype=torch.long, device=S.device)
+    slide = (S[k:] - center) < (center - S[: n - k])
+    return slide.sum(dim=0)
+
+
+def nearest_mean(S: torch.Tensor, center: torch.Tensor, k: int) -> torch.Tensor:
+    return window_mean(S, nearest_window_start(S, center, k), k)
+
+
+def median(X):
+    return median_of_sorted(sort_columns(X)).to(X.dtype)
+
+
+def trimmed_mean(X, f):
+    n = X.shape[0]
+    return window_mean(sort_columns(X), f, n - 2 * f).to(X.dtype)
+
+
+def meamed(X, f):
+    S = sort_columns(X)
+    return nearest_mean(S, median_of_sorted(S), X.shape[0] - f).to(X.dtype)
+
+
+def phocas(X, f):
+    S = sort_columns(X)
+    n = X.shape[0]
+    return nearest_mean(S, window_mean(S, f, n - 2 * f), n - f).to(X.dtype)
+
+
+def average(X):
+    return X.to(acc_dtype(X.dtype)).mean(dim=0).to(X.dtype)
+
+
+# ----------------------------------------------------------------------------------------
+# Distances: exact sums of squared differences in float64.
+
+_DISTANCE_CHUNK_ELEMENTS = 1 << 22
+
+
+def squared_distances(X: torch.Tensor) -> torch.Tensor:
+    """(n, n) float64 sum((x_i - x_j)^2); +inf where a row is non-finite; zero diagonal."""
+    n, d = X.shape
+    finite = finite_rows(X)
+    D = torch.zeros(n, n, dtype=torch.float64, device=X.device)
+    chunk = max(1, _DISTANCE_CHUNK_ELEMENTS // n)
+    for lo in range(0, d, chunk):
+        block = X[:, lo : lo + chunk].to(torch.float64)
+        block = torch.where(finite.unsqueeze(1), block, torch.zeros((), dtype=block.dtype, device=block.device))
+        for i in range(n):
+            diff = block - block[i]
+            D[i] += (diff * diff).sum(dim=1)
+    bad = ~finite
+    D[bad, :] = math.inf
+    D[:, bad] = math.inf
+    D.fill_diagonal_(0.0)
+    return D
+
+
+def pairwise_distances(X, squared):
+    D = squared_distances(X)
+    return (D if squared else D.sqrt()).to(X.dtype)
+
+
+def rank_rows(keys: torch.Tensor, finite: torch.Tensor) -> torch.Tensor:
+    """Indices ordered by (non-finite row last, key, index): a stable two-key sort.
+
+    keys may be 1-D (one ranking) or 2-D (one ranking per row, over the last axis).
+    """
+    order = torch.sort(keys, dim=-1, stable=True).indices
+    demoted = (~finite)[order].to(torch.uint8)
+    return torch.gather(order, -1, torch.sort(demoted, dim=-1, stable=True).indices)
+
+
+def scores_from_squared(D2: torch.Tensor, neighbours: int) -> torch.Tensor:
+    """Krum scores on a float64 squared-distance matrix: sum of the `neighbours` smallest
+    distances to other rows (self excluded)."""
+    n = D2.shape[0]
+    if neighbours <= 0:
+        return torch.zeros(n, dtype=D2.dtype, device=D2.device)
+    others = D2.clone()
+    others.fill_diagonal_(math.inf)
+    return torch.sort(others, dim=1).values[:, :neighbours].sum(dim=1)
+
+
+def krum_scores_float64(X, f):
+    return scores_from_squared(squared_distances(X), X.shape[0] - f - 2)
+
+
+def krum_scores(X, f):
+    return krum_scores_float64(X, f).to(X.dtype)
+
+
+def mean_of_rows(X: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    return X[rows].to(acc_dtype(X.dtype)).mean(dim=0).to(X.dtype)
+
+
+def krum(X, f, m):
+    order = rank_rows(krum_scores_float64(X, f), finite_rows(X))
+    return mean_of_rows(X, order[:m])
+
+
+def bulyan(X, f):
+    n = X.shape[0]
+    theta = n - 2 * f
+    beta = theta - 2 * f
+    D2 = squared_distances(X)
+    finite = finite_rows(X)
+    remaining = torch.arange(n, device=X.device)
+    selected = []
+    for _ in range(theta):
+        sub = D2[remaining][:, remaining]
+        scores = scores_from_squared(sub, remaining.numel() - f - 2)
+        best = rank_rows(scores, finite[remaining])[0]
+        selected.append(remaining[best])
+        remaining = torch.cat([remaining[:best], remaining[best + 1 :]])
+    S = sort_columns(X[torch.stack(selected)])
+    return nearest_mean(S, median_of_sorted(S), beta).to(X.dtype)
+
+
+def medoid(X):
+    finite = finite_rows(X)
+    if not bool(finite.any()):
+        return X[0].clone()
+    D = squared_distances(X).sqrt()
+    D = D[:, finite]  # sums over the finite rows only
+    sums = torch.where(finite, D.sum(dim=1), torch.full_like(D[:, 0], math.inf))
+    return X[rank_rows(sums, finite)[0]].clone()
+
+
+def nnm(X, f):
+    n = X.shape[0]
+    order = rank_rows(squared_distances(X), finite_rows(X))[:, : n - f]
+    acc = X.to(acc_dtype(X.dtype))
+    return torch.stack([acc[order[i]].mean(dim=0) for i in range(n)]).to(X.dtype)
+
+
+def mda(X, f):
+    n = X.shape[0]
+    k = n - f
+    if f == 0:
+        return average(X)
+    D = squared_distances(X).sqrt()
+    batch = max(1, (1 << 22) // (k * k))
+    combos = itertools.combinations(range(n), k)
+    best_diameter, best_subset = math.inf, None
+    while True:
+        chunk = list(itertools.islice(combos, batch))
+        if not chunk:
+            break
+        idx = torch.tensor(chunk, dtype=torch.long, device=X.device)
+        diameters = D[idx.unsqueeze(2), idx.unsqueeze(1)].amax(dim=(1, 2))
+        j = int(torch.argmin(diameters))  # first minimum: lexicographic tie-break
+        if best_subset is None or float(diameters[j]) < best_diameter:
+            best_diameter, best_subset = float(diameters[j]), idx[j]
+    return mean_of_rows(X, best_subset)
+
+
+def geometric_median(X, weights, eps, max_iter, tol):
+    finite = finite_rows(X)
+    w = torch.ones(X.shape[0], dtype=torch.float64, device=X.device) if weights is None else weights.to(torch.float64)
+    w = torch.where(finite, w, torch.zeros_like(w))
+    if not bool((w > 0).any()):
+        return torch.full((X.shape[1],), math.nan, dtype=X.dtype, device=X.device)
+    P = torch.where(finite.unsqueeze(1), X.to(torch.float64), torch.zeros((), dtype=torch.float64, device=X.device))
+    z = (w.unsqueeze(1) * P).sum(dim=0) / w.sum()
+    for _ in range(max_iter):
+        dist = torch.linalg.vector_norm(P - z, dim=1)
+        beta = w / torch.clamp(dist, min=eps)
+        z_next = (beta.unsqueeze(1) * P).sum(dim=0) / beta.sum()
+        step = float(torch.linalg.vector_norm(z_next - z))
+        z = z_next
+        if step <= tol * max(float(torch.linalg.vector_norm(z)), eps):
+            break
+    return z.to(X.dtype)
+
+
+def clipped_step(P: torch.Tensor, finite: torch.Tensor, v: torch.Tensor, tau: float) -> torch.Tensor:
+    """mean_i clip(p_i - v, tau) with non-finite rows contributing zero."""
+    diff = P - v
+    norms = torch.linalg.vector_norm(diff, dim=1)
+    scale = torch.where(norms > tau, tau / norms, torch.ones_like(norms))
+    scale = torch.where(finite, scale, torch.zeros_like(scale))
+    return (scale.unsqueeze(1) * diff).sum(dim=0) / P.shape[0]
+
+
+def centered_clipping(X, tau, iters, center):
+    finite = finite_rows(X)
+    P = torch.where(finite.unsqueeze(1), X.to(torch.float64), torch.zeros((), dtype=torch.float64, device=X.device))
+    v = torch.zeros(X.shape[1], dtype=torch.float64, device=X.device) if center is None else center.to(torch.float64)
+    for _ in range(iters):
+        v = v + clipped_step(P, finite, v, tau)
+    return v.to(X.dtype)
+
+
+def bucketing(X, s, generator):
+    n = X.shape[0]
+    device = generator.device if generator is not None else torch.device("cpu")
+    perm = torch.randperm(n, generator=generator, device=device).to(X.device)
+    acc = X.to(acc_dtype(X.dtype))
+    means = [acc[perm[lo : lo + s]].mean(dim=0) for lo in range(0, n, s)]
+    return torch.stack(means).to(X.dtype)
+
+
+def brsgd(X, beta, threshold):
+    n = X.shape[0]
+    P = X.to(torch.float64)
+    finite_values = torch.isfinite(P)
+    zero = torch.zeros((), dtype=torch.float64, device=X.device)
+    counts = finite_values.sum(dim=0)
+    mean = torch.where(finite_values, P, zero).sum(dim=0) / counts
+    upper = finite_values & (P >= mean)
+    lower = finite_values & (P < mean)
+    upper_wins = upper.sum(dim=0) >= lower.sum(dim=0)
+    score = torch.where(upper_wins, upper, lower).sum(dim=1)
+    c2_size = math.ceil(beta * n)
+    c2 = torch.zeros(n, dtype=torch.bool, device=X.device)
+    c2[torch.sort(-score, stable=True).indices[:c2_size]] = True
+    med = median_of_sorted(torch.sort(P, dim=0, stable=True).values)
+    finite = finite_rows(X)
+    l1 = torch.where(finite.unsqueeze(1), (P - med).abs(), zero).sum(dim=1)
+    c1 = finite & (l1 <= 2 * threshold)
+    chosen = c1 & c2
+    if not bool(chosen.any()):
+        return med.to(X.dtype)
+    return P[chosen].mean(dim=0).to(X.dtype)

@@ -1,0 +1,133 @@
+"""One place for argument checks and their messages (API.md: always on, never only in debug)."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+
+import torch
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def as_matrix(rule: str, G) -> tuple[torch.Tensor, torch.Size | None]:
+    """Return G as an (n, d) tensor, and the workers' shape when G was a sequence.
+
+    A sequence of n tensors of one shape, dtype and device is stacked (each flattened);
+    its shape is returned so that the result can take it again.
+    """
+    worker_shape = None
+    if isinstance(G, torch.Tensor):
+        matrix = G
+        if matrix.dim() != 2:
+            raise ValueError(
+                f"{rule}: G must be a 2-D tensor of shape (n, d) or a sequence of tensors, "
+                f"got a tensor of shape {tuple(matrix.shape)}"
+            )
+    elif isinstance(G, Sequence) and not isinstance(G, (str, bytes)):
+        if len(G) == 0:
+            raise ValueError(f"{rule}: empty input, got a sequence of 0 tensors")
+        first = G[0]
+        for i, g in enumerate(G):
+            if not isinstance(g, torch.Tensor):
+                raise TypeError(f"{rule}: element {i} of the sequence is a {type(g).__name__}, not a tensor")
+            if g.shape != first.shape:
+                raise ValueError(
+                    f"{rule}: all tensors must have one shape, element 0 has {tuple(first.shape)} "
+                    f"and element {i} has {tuple(g.shape)}"
+                )
+            if g.device != first.device:
+                raise ValueError(
+                    f"{rule}: all tensors must be on one device, element 0 is on {first.device} "
+                    f"and element {i} on {g.device}"
+                )
+            if g.dtype != first.dtype:
+                raise TypeError(
+                    f"{rule}: all tensors must have one dtype, element 0 is {first.dtype} "
+                    f"and element {i} is {g.dtype}"
+                )
+        _check_dtype(rule, first.dtype)
+        worker_shape = first.shape
+        matrix = torch.stack([g.reshape(-1) for g in G])
+    else:
+        raise TypeError(
+            f"{rule}: G must be a 2-D tensor or a sequence of tensors, got {type(G).__name__}"
+        )
+    _check_dtype(rule, matrix.dtype)
+    n, d = matrix.shape
+    if n == 0 or d == 0:
+        raise ValueError(f"{rule}: empty input, got shape (n={n}, d={d})")
+    return matrix, worker_shape
+
+
+def _check_dtype(rule: str, dtype: torch.dtype) -> None:
+    if dtype not in FLOAT_DTYPES:
+        raise TypeError(
+            f"{rule}: G must have a floating dtype (float16, bfloat16, float32 or float64), got {dtype}"
+        )
+
+
+def check_int(rule: str, name: str, value, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{rule}: {name} must be an int, got {value!r}")
+    value = int(value)
+    if value < minimum:
+        raise ValueError(f"{rule}: {name} must be >= {minimum}, got {name}={value}")
+    return value
+
+
+def check_real(rule: str, name: str, value, *, positive=False, nonnegative=False, allow_inf=False) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{rule}: {name} must be a real number, got {value!r}")
+    value = float(value)
+    if math.isnan(value) or (math.isinf(value) and not allow_inf):
+        raise ValueError(f"{rule}: {name} must be finite, got {name}={value}")
+    if positive and not value > 0:
+        raise ValueError(f"{rule}: {name} must be > 0, got {name}={value}")
+    if nonnegative and not value >= 0:
+        raise ValueError(f"{rule}: {name} must be >= 0, got {name}={value}")
+    return value
+
+
+# Requirement on (n, f) per rule: (text shown to the user, predicate).
+REQUIREMENTS = {
+    "trimmed_mean": ("n > 2f", lambda n, f: n > 2 * f),
+    "meamed": ("n > 2f", lambda n, f: n > 2 * f),
+    "phocas": ("n > 2f", lambda n, f: n > 2 * f),
+    "krum_scores": ("n >= 2f + 3", lambda n, f: n >= 2 * f + 3),
+    "krum": ("n >= 2f + 3", lambda n, f: n >= 2 * f + 3),
+    "multi_krum": ("n >= 2f + 3", lambda n, f: n >= 2 * f + 3),
+    "bulyan": ("n >= 4f + 3", lambda n, f: n >= 4 * f + 3),
+    "mda": ("n > 2f", lambda n, f: n > 2 * f),
+    "nnm": ("n > 2f", lambda n, f: n > 2 * f),
+}
+
+
+def check_f(rule: str, n: int, f) -> int:
+    f = check_int(rule, "f", f)
+    text, holds = REQUIREMENTS[rule]
+    if not holds(n, f):
+        raise ValueError(f"{rule} requires {text}, got n={n}, f={f}")
+    return f
+
+
+def check_m(rule: str, n: int, f: int, m) -> int:
+    m = check_int(rule, "m", m, minimum=1)
+    if m > n - f:
+        raise ValueError(f"{rule} requires 1 <= m <= n - f, got n={n}, f={f}, m={m}")
+    return m
+
+
+def check_vector(rule: str, name: str, value, G: torch.Tensor, length: int) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{rule}: {name} must be a tensor, got {type(value).__name__}")
+    if value.numel() != length:
+        raise ValueError(f"{rule}: {name} must have {length} elements, got shape {tuple(value.shape)}")
+    if value.device != G.device:
+        raise ValueError(f"{rule}: {name} is on {value.device} but G is on {G.device}")
+    if value.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{rule}: {name} must have a floating dtype, got {value.dtype}")
+    if not bool(torch.isfinite(value).all()):
+        raise ValueError(f"{rule}: {name} must be finite")
+    return value.reshape(-1)
