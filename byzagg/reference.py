@@ -32,6 +32,7 @@ def implementation(name, G):
     return _IMPLEMENTATIONS[name]
 
 
-globals().update(make_rules(implementation, __name__))
+_PUBLIC = make_rules(implementation, __name__)
+globals().update(_PUBLIC)
 
-__all__ = ["RULES", "aggregate", *sorted(_IMPLEMENTATIONS)] + ["multi_krum"]
+__all__ = ["RULES", *sorted(_PUBLIC)]

@@ -1,0 +1,101 @@
+"""Chooses, per op and device, the native kernel (torch.ops.byzagg.*) or the reference.
+
+Loading the extension never compiles anything and never raises: a missing or broken
+extension leaves everything on the reference, and `backend()` says why.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+from . import reference
+
+_BUILD_INFO_PATH = Path(__file__).with_name("_build_info.json")
+
+
+def _read_build_info() -> dict | None:
+    try:
+        return json.loads(_BUILD_INFO_PATH.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _load_extension() -> tuple[bool, str]:
+    if os.environ.get("BYZAGG_BACKEND", "").strip().lower() == "reference":
+        return False, "forced by BYZAGG_BACKEND=reference"
+    info = _read_build_info()
+    try:
+        importlib.import_module("byzagg._C")
+    except ImportError as error:
+        if info is None:
+            return False, f"extension not built ({error})"
+        return False, (
+            f"extension failed to load: {error}; built for torch {info.get('torch')} "
+            f"(Python {info.get('python')}), running torch {torch.__version__} "
+            f"(Python {platform.python_version()})"
+        )
+    except Exception as error:  # a broken build must not break `import byzagg`
+        return False, f"extension failed to load: {type(error).__name__}: {error}"
+    return True, "loaded"
+
+
+NATIVE_LOADED, LOAD_STATUS = _load_extension()
+BUILD_INFO = _read_build_info()
+
+_DISPATCH_KEYS = {"cpu": "CPU", "cuda": "CUDA"}
+
+
+def native_ops(device_type: str) -> list[str]:
+    """Names of the ops with a native kernel for this device type ('cpu' or 'cuda')."""
+    if not NATIVE_LOADED or device_type not in _DISPATCH_KEYS:
+        return []
+    key = _DISPATCH_KEYS[device_type]
+    names = []
+    for name in sorted(reference._IMPLEMENTATIONS):
+        try:
+            if torch._C._dispatch_has_kernel_for_dispatch_key(f"byzagg::{name}", key):
+                names.append(name)
+        except RuntimeError:  # no schema: the op is not native yet
+            pass
+    return names
+
+
+_native_cache: dict[str, frozenset] = {}
+
+
+def _has_native(name: str, device_type: str) -> bool:
+    if device_type not in _native_cache:
+        _native_cache[device_type] = frozenset(native_ops(device_type))
+    return name in _native_cache[device_type]
+
+
+def resolve(name: str, G: torch.Tensor):
+    """The implementation of op `name` for the matrix G: native when it exists for G's
+    device, else the reference."""
+    if _has_native(name, G.device.type):
+        return getattr(torch.ops.byzagg, name)
+    return reference.implementation(name, G)
+
+
+def backend(device: str | torch.device = "cpu") -> str:
+    """What runs the rules on this device: native kernels, reference fallback, and why."""
+    device_type = torch.device(device).type
+    if not NATIVE_LOADED:
+        return f"reference fallback on {device_type}: {LOAD_STATUS}"
+    native = native_ops(device_type)
+    if not native:
+        return (
+            f"reference fallback on {device_type}: the extension has no {device_type.upper()} kernels "
+            f"(built with CUDA: {bool(BUILD_INFO and BUILD_INFO.get('cuda'))})"
+        )
+    rest = sorted(set(reference._IMPLEMENTATIONS) - set(native))
+    text = f"native {device_type.upper()} (byzagg._C, torch {torch.__version__}): {', '.join(native)}"
+    if rest:
+        text += f"; reference for {', '.join(rest)}"
+    return text

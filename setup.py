@@ -1,0 +1,117 @@
+"""Build byzagg and its native extension byzagg._C.
+
+Switches (environment):
+  BYZAGG_NO_NATIVE=1   pure-Python install: everything runs on the reference.
+  FORCE_CUDA=1         insist on compiling csrc/cuda (an error if torch has no CUDA).
+  TORCH_CUDA_ARCH_LIST also asks for CUDA when torch is a CUDA build and nvcc is found.
+  BYZAGG_DEBUG=1       -O0 -g.
+The CPU kernels are always built; CUDA when torch is a CUDA build, nvcc is found, and a GPU
+is present or FORCE_CUDA / TORCH_CUDA_ARCH_LIST is set. Build with
+`pip install --no-build-isolation .` so that the extension is compiled against the torch
+that is installed (build isolation would fetch another torch: an ABI mismatch at import).
+"""
+
+import glob
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+ROOT = Path(__file__).resolve().parent
+
+
+def flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def native_extensions():
+    if flag("BYZAGG_NO_NATIVE"):
+        print("byzagg build: BYZAGG_NO_NATIVE set, no native extension")
+        return [], {}
+    try:
+        import torch
+        from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+    except ImportError:
+        sys.exit(
+            "byzagg build: torch must be installed first, and the build run without isolation:\n"
+            "  pip install torch==2.13.0 && pip install --no-build-isolation ."
+        )
+
+    torch_has_cuda = torch.version.cuda is not None
+    wants_cuda = flag("FORCE_CUDA") or bool(os.environ.get("TORCH_CUDA_ARCH_LIST")) or torch.cuda.is_available()
+    if flag("FORCE_CUDA") and not torch_has_cuda:
+        sys.exit(f"byzagg build: FORCE_CUDA=1 but torch {torch.__version__} is a CPU-only build")
+    if flag("FORCE_CUDA") and CUDA_HOME is None:
+        sys.exit("byzagg build: FORCE_CUDA=1 but nvcc was not found (set CUDA_HOME)")
+    cuda_sources = sorted(glob.glob("csrc/cuda/*.cu"))
+    use_cuda = torch_has_cuda and CUDA_HOME is not None and wants_cuda and bool(cuda_sources)
+
+    sources = ["csrc/ops.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
+    debug = flag("BYZAGG_DEBUG")
+    cxx = ["-O0", "-g"] if debug else ["-O3"]
+    cxx += ["-std=c++17", "-fvisibility=hidden"]
+    link = []
+    if torch.backends.openmp.is_available():
+        cxx.append("-fopenmp")
+        link.append("-fopenmp")
+    extra_compile_args = {"cxx": cxx}
+    if use_cuda:
+        sources += cuda_sources
+        extra_compile_args["nvcc"] = ["-O0" if debug else "-O3", "-std=c++17", "--expt-relaxed-constexpr", "-lineinfo"]
+        Extension = CUDAExtension
+    else:
+        Extension = CppExtension
+
+    info = {
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "cuda": use_cuda,
+        "python": platform.python_version(),
+        "openmp": torch.backends.openmp.is_available(),
+        "debug": debug,
+    }
+    (ROOT / "byzagg" / "_build_info.json").write_text(json.dumps(info, indent=2) + "\n")
+    print(
+        "byzagg build: torch {torch} (CUDA {torch_cuda}), CUDA kernels: {cuda}, OpenMP: {openmp}, "
+        "debug: {debug}, Python {python}".format(**info)
+    )
+    extension = Extension(
+        name="byzagg._C",
+        sources=sources,
+        include_dirs=[str(ROOT / "csrc")],
+        extra_compile_args=extra_compile_args,
+        extra_link_args=link,
+    )
+    return [extension], {"build_ext": BuildExtension.with_options(no_python_abi_suffix=False)}
+
+
+ext_modules, cmdclass = native_extensions()
+
+setup(
+    name="byzagg",
+    version="0.1.0",
+    description="Byzantine-robust aggregation rules for PyTorch, native on CPU and CUDA",
+    long_description=(ROOT / "README.md").read_text() if (ROOT / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["byzagg", "byzagg.*"]),
+    package_data={"byzagg": ["_build_info.json"], "byzagg.train": ["data/*"]},
+    install_requires=["torch>=2.1", "numpy"],
+    extras_require={
+        "test": ["pytest", "hypothesis"],
+        "bench": ["pytest-benchmark", "matplotlib"],
+        "train": ["tqdm", "matplotlib"],
+    },
+    entry_points={
+        "console_scripts": [
+            "byzagg-demo = byzagg.demo:main",
+            "byzagg-repro = byzagg.train.cli:main",
+        ]
+    },
+    ext_modules=ext_modules,
+    cmdclass=cmdclass,
+    zip_safe=False,
+)
