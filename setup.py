@@ -49,7 +49,7 @@ def native_extensions():
     cuda_sources = sorted(glob.glob("csrc/cuda/*.cu"))
     use_cuda = torch_has_cuda and CUDA_HOME is not None and wants_cuda and bool(cuda_sources)
 
-    sources = ["csrc/ops.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
+    sources = ["csrc/python_module.cpp", "csrc/ops.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
     debug = flag("BYZAGG_DEBUG")
     cxx = ["-O0", "-g"] if debug else ["-O3"]
     cxx += ["-std=c++17", "-fvisibility=hidden"]

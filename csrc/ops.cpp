@@ -1,13 +1,6 @@
 // Every op's schema, in one place (the single source of truth). Kernels register their
-// implementations at the bottom of their own files with TORCH_LIBRARY_IMPL.
-#include <Python.h>
+// implementations at the bottom of their own files with TORCH_LIBRARY_IMPL(byzagg, CPU|CUDA).
 #include <torch/library.h>
-
-// `import byzagg._C` loads this library, which runs the registrations below.
-PyMODINIT_FUNC PyInit__C(void) {
-  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
-  return PyModule_Create(&module_def);
-}
 
 TORCH_LIBRARY(byzagg, m) {
   m.def("median(Tensor G) -> Tensor");

@@ -1,0 +1,184 @@
+"""Native kernels (torch.ops.byzagg.*) against the reference, for every dtype and device.
+
+The reference is itself checked against plain definitions in test_reference_definitions.py.
+"""
+
+import json
+import math
+import os
+
+import pytest
+import torch
+
+import byzagg
+from byzagg import _ops, reference
+
+from conftest import REQUIRE_NATIVE, devices
+
+DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
+COORDINATE_OPS = ["median", "trimmed_mean", "meamed", "phocas"]
+FORCED_REFERENCE = os.environ.get("BYZAGG_BACKEND", "").lower() == "reference"
+
+
+def require_native(device):
+    if not _ops.NATIVE_LOADED:
+        if REQUIRE_NATIVE and not FORCED_REFERENCE:
+            pytest.fail(f"BYZAGG_REQUIRE_NATIVE=1 but {_ops.LOAD_STATUS}")
+        pytest.skip(f"no native extension: {_ops.LOAD_STATUS}")
+    if not _ops.native_ops(device):
+        pytest.skip(f"the extension has no {device} kernels")
+
+
+def test_built_extension_loads():
+    """If setup.py built the extension, it must load (an ABI mismatch must not go unseen)."""
+    if FORCED_REFERENCE:
+        assert not _ops.NATIVE_LOADED
+        assert "BYZAGG_BACKEND=reference" in byzagg.backend()
+        return
+    if _ops.BUILD_INFO is None and not REQUIRE_NATIVE:
+        pytest.skip("installed without the native extension (BYZAGG_NO_NATIVE)")
+    assert _ops.NATIVE_LOADED, _ops.LOAD_STATUS
+    assert byzagg.backend().startswith("native CPU"), byzagg.backend()
+    assert set(COORDINATE_OPS) <= set(_ops.native_ops("cpu"))
+
+
+def test_backend_reports_reference_reason():
+    text = byzagg.backend("cpu")
+    assert text.startswith("native CPU") or ("reference fallback" in text and ":" in text)
+
+
+def make_cases(seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    cases = []
+    for n, d in [(1, 7), (2, 5), (3, 33), (4, 64), (5, 100), (10, 31), (11, 257), (51, 1000), (64, 65), (65, 70), (101, 40)]:
+        cases.append((f"randn-{n}x{d}", torch.randn(n, d, generator=gen, dtype=torch.float64)))
+    X = torch.randint(-3, 4, (21, 300), generator=gen).to(torch.float64)  # many exact ties
+    cases.append(("ties-21x300", X))
+    X = torch.randn(15, 50, generator=gen, dtype=torch.float64)
+    X[:3] = 1e30
+    X[3:5] = -1e30
+    cases.append(("outliers-15x50", X))
+    X = torch.randn(1, 80, generator=gen, dtype=torch.float64).repeat(9, 1)
+    cases.append(("equal-rows-9x80", X))
+    X = torch.randn(12, 40, generator=gen, dtype=torch.float64)
+    X[6:] = X[:6]
+    cases.append(("duplicated-12x40", X))
+    return cases
+
+
+def op_args(op, n):
+    """The largest f the rule accepts (n > 2f), a third of it for the trimmed mean."""
+    if op == "median":
+        return ()
+    return ((n - 1) // 3,) if op == "trimmed_mean" else ((n - 1) // 2,)
+
+
+def assert_close(got, want, dtype, what):
+    assert got.dtype == want.dtype and got.shape == want.shape, what
+    g, w = got.double().cpu(), want.double().cpu()
+    same_nonfinite = torch.equal(torch.isnan(g), torch.isnan(w)) and torch.equal(torch.isinf(g) * g.sign(), torch.isinf(w) * w.sign())
+    assert same_nonfinite, f"{what}: non-finite pattern differs"
+    finite = torch.isfinite(w)
+    tol = {torch.float64: 1e-12, torch.float32: 2e-6, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}[dtype]
+    err = (g[finite] - w[finite]).abs() / w[finite].abs().clamp(min=1.0)
+    assert err.numel() == 0 or err.max() <= tol, f"{what}: max relative error {err.max():.3g} > {tol}"
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("op", COORDINATE_OPS)
+def test_coordinate_ops_match_reference(op, dtype, device):
+    require_native(device)
+    native, ref = getattr(torch.ops.byzagg, op), getattr(reference, op)
+    for name, X in make_cases():
+        G = X.to(device=device, dtype=dtype)
+        if not torch.isfinite(G).all():  # 1e30 overflows half precision: covered separately
+            continue
+        args = op_args(op, G.shape[0])
+        assert_close(native(G, *args), ref(G, *args), dtype, f"{op} {name} {dtype}")
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("op", COORDINATE_OPS)
+def test_coordinate_ops_median_bitwise(op, device):
+    """Median and trimmed mean on exactly representable ties agree to the bit."""
+    require_native(device)
+    gen = torch.Generator().manual_seed(3)
+    G = torch.randint(-8, 9, (17, 513), generator=gen).float().to(device)
+    f = 4
+    args = () if op == "median" else (f,)
+    got, want = getattr(torch.ops.byzagg, op)(G, *args), getattr(reference, op)(G, *args)
+    assert torch.equal(got, want), f"{op}: max difference {(got - want).abs().max()}"
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+@pytest.mark.parametrize("op", COORDINATE_OPS)
+@pytest.mark.parametrize("bad", ["nan", "inf", "-inf", "mixed", "entries"])
+def test_coordinate_ops_nonfinite(op, dtype, device, bad):
+    require_native(device)
+    gen = torch.Generator().manual_seed(11)
+    n, d, f = 13, 97, 6
+    G = torch.randn(n, d, generator=gen, dtype=dtype)
+    values = {"nan": [math.nan], "inf": [math.inf], "-inf": [-math.inf], "mixed": [math.nan, math.inf, -math.inf]}
+    if bad == "entries":
+        for j in range(d):  # at most f non-finite values in every column, spread over rows
+            rows = torch.randperm(n, generator=gen)[:f]
+            G[rows, j] = torch.tensor([math.nan, math.inf, -math.inf] * 2, dtype=dtype)[:f]
+    else:
+        for i, row in enumerate(torch.randperm(n, generator=gen)[:f]):
+            G[row] = values[bad][i % len(values[bad])]
+    G = G.to(device)
+    args = () if op == "median" else (f,)
+    got = getattr(torch.ops.byzagg, op)(G, *args)
+    assert torch.isfinite(got).all(), f"{op}: non-finite result with {f} bad rows"
+    assert_close(got, getattr(reference, op)(G, *args), dtype, f"{op} {bad}")
+
+
+@pytest.mark.parametrize("device", devices())
+def test_native_non_contiguous_and_no_mutation(device):
+    require_native(device)
+    gen = torch.Generator().manual_seed(5)
+    base = torch.randn(40, 23, generator=gen).to(device)
+    G = base.t()  # (23, 40), not contiguous
+    before = G.clone()
+    for op in COORDINATE_OPS:
+        args = () if op == "median" else (5,)
+        got = getattr(byzagg, op)(G, *args)
+        assert torch.equal(got, getattr(byzagg, op)(G.contiguous(), *args)), op
+        assert torch.equal(G, before), f"{op} modified its input"
+
+
+@pytest.mark.parametrize("device", devices())
+def test_native_deterministic_across_threads(device):
+    require_native(device)
+    G = torch.randn(33, 5000, generator=torch.Generator().manual_seed(2)).to(device)
+    threads = torch.get_num_threads()
+    try:
+        results = {}
+        for t in (1, max(2, threads)):
+            torch.set_num_threads(t)
+            results[t] = [getattr(byzagg, op)(G, *(() if op == "median" else (8,))) for op in COORDINATE_OPS]
+        first, second = results.values()
+        for op, a, b in zip(COORDINATE_OPS, first, second):
+            assert torch.equal(a, b), f"{op} differs across thread counts"
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("op", COORDINATE_OPS)
+def test_native_op_rejects_bad_input(op):
+    require_native("cpu")
+    fn = getattr(torch.ops.byzagg, op)
+    args = () if op == "median" else (3,)
+    with pytest.raises(RuntimeError, match="2-D"):
+        fn(torch.randn(5), *args)
+    if op != "median":
+        with pytest.raises(RuntimeError, match=f"{op} requires n > 2f, got n=6, f=3"):
+            fn(torch.randn(6, 4), 3)
+
+
+def test_build_info_is_recorded():
+    if _ops.BUILD_INFO is None:
+        pytest.skip("installed without the native extension")
+    assert _ops.BUILD_INFO["torch"] == torch.__version__, json.dumps(_ops.BUILD_INFO)
