@@ -1,0 +1,161 @@
+"""Command line of the harness: ``byzagg-repro`` or ``python -m byzagg.train``.
+
+    byzagg-repro run --rule krum --attack little --momentum worker --f 12 --steps 300
+    byzagg-repro grid quick                         # embedded real-MNIST subset, minutes
+    byzagg-repro grid paper-mnist --dataset fashion-mnist --jobs 1
+    byzagg-repro grid paper-mnist --data-dir ~/mnist --filter rule=krum,bulyan --filter f=12
+    byzagg-repro report results/quick
+
+Runs land in OUT/run-json/<run id>.json (OUT defaults to results/<grid>-<data set>), each
+written atomically when it finishes; running the same grid again skips the finished runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+
+from . import data, experiment, grids, presets, report
+
+
+def _threads(value: str | None) -> int | None:
+    return None if value in (None, "", "auto") else int(value)
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", default=None, help="folder with the data set files (nothing is downloaded)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default cpu)")
+    parser.add_argument("--threads", default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="byzagg-repro", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    one = sub.add_parser("run", help="one run")
+    add_common(one)
+    defaults = experiment.RunConfig()
+    for field in fields(experiment.RunConfig):
+        default = getattr(defaults, field.name)
+        kind = {int: int, float: float}.get(type(default), str)
+        if field.name in ("lr_decay", "clip", "clip_mode"):
+            kind = float if field.name != "clip_mode" else str
+        choices = None
+        if field.name == "dataset":
+            choices = data.DATASETS
+        elif field.name == "preset":
+            choices = list(presets.PRESETS)
+        elif field.name == "attack":
+            choices = ["none", "little", "empire"]
+        elif field.name == "momentum":
+            choices = ["server", "worker"]
+        elif field.name == "rule":
+            choices = ["average", "krum", "median", "bulyan"]
+        one.add_argument(f"--{field.name.replace('_', '-')}", type=kind, default=default, choices=choices,
+                         help=f"(default {default})")
+    one.add_argument("--out", default="results/single", help="results folder (default results/single)")
+
+    grid = sub.add_parser("grid", help="a named grid of runs, resumable")
+    grid.add_argument("name", choices=grids.GRIDS)
+    add_common(grid)
+    grid.add_argument("--dataset", default=None, choices=data.DATASETS,
+                      help="data set (default: mnist for paper-mnist, cifar10, mnist-embedded for quick)")
+    grid.add_argument("--preset", default="paper", choices=list(presets.PRESETS), help="(default paper)")
+    grid.add_argument("--filter", action="append", default=[], metavar="FIELD=V1[,V2]",
+                      help="keep runs whose config field matches, e.g. rule=krum,median f=12 momentum=worker lr=0.5")
+    grid.add_argument("--seeds", default=None, help="comma-separated seeds (default: the grid's)")
+    grid.add_argument("--steps", type=int, default=None, help="override the number of steps")
+    grid.add_argument("--jobs", type=int, default=1, help="runs in parallel processes (default 1)")
+    grid.add_argument("--out", default=None, help="results folder (default results/<grid>-<data set>)")
+    grid.add_argument("--list", action="store_true", help="print the run ids and whether they are done, then stop")
+    grid.add_argument("--report", action="store_true", help="write the report (OUT/report) when the grid is done")
+
+    rep = sub.add_parser("report", help="figures and a markdown table from run files")
+    rep.add_argument("results", nargs="+", help="folders holding run-json/*.json (searched recursively)")
+    rep.add_argument("--out", default=None, help="output folder (default <first results folder>/report)")
+    rep.add_argument("--no-plots", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return command_run(args)
+        if args.command == "grid":
+            return command_grid(args)
+        return command_report(args)
+    except (data.DatasetError, ValueError) as error:
+        print(f"byzagg-repro: error: {error}", file=sys.stderr)
+        return 2
+
+
+def command_run(args) -> int:
+    threads = _threads(args.threads)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    values = {f.name: getattr(args, f.name) for f in fields(experiment.RunConfig)}
+    config = experiment.RunConfig(**values)
+    config.check()
+    result = experiment.run(config, data_dir=args.data_dir, device=args.device, progress=not args.no_progress)
+    path = experiment.result_path(Path(args.out), config)
+    experiment.write_json_atomic(path, result)
+    timing = result["timing"]
+    print(json.dumps({
+        "run_id": result["run_id"], "file": str(path), "final_accuracy": result["eval"]["accuracy"][-1],
+        "max_accuracy": max(result["eval"]["accuracy"]), "wall_s": round(timing["wall_s"], 2),
+        "steps_per_s": round(timing["steps_per_s"], 2),
+        "split_ms_per_step": {k: round(1e3 * v / config.steps, 2) for k, v in timing["split_s"].items()},
+    }, indent=1))
+    return 0
+
+
+def command_grid(args) -> int:
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    configs = grids.make_grid(args.name, dataset=args.dataset, preset=args.preset, seeds=seeds, steps=args.steps)
+    configs = grids.apply_filters(configs, grids.parse_filters(args.filter))
+    if not configs:
+        raise ValueError("the filters leave no run")
+    out = Path(args.out or f"results/{args.name}-{configs[0].dataset}")
+    if args.list:
+        for c in configs:
+            print(("done  " if experiment.is_done(out, c) else "todo  ") + c.run_id())
+        return 0
+    # check the data set once here: a clear error before any process starts
+    data.load_dataset(configs[0].dataset, args.data_dir)
+    threads = _threads(args.threads)
+    if threads and args.jobs <= 1:
+        import torch
+
+        torch.set_num_threads(threads)
+    summary = experiment.run_grid(configs, str(out), data_dir=args.data_dir, device=args.device, jobs=args.jobs,
+                                  progress=not args.no_progress, grid_name=args.name)
+    summary["out"] = str(out)
+    summary_path = out / "grid-timing.json"
+    history = json.loads(summary_path.read_text()) if summary_path.exists() else []
+    history.append({**summary, "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "cpu_count": os.cpu_count(),
+                    "filters": args.filter, "jobs": args.jobs})
+    experiment.write_json_atomic(summary_path, history)
+    print(json.dumps(summary))
+    if args.report:
+        print(json.dumps(report.make_report(out)))
+    return 0
+
+
+def command_report(args) -> int:
+    outcome = report.make_report(args.results, args.out, plots=not args.no_plots)
+    print(json.dumps({k: v for k, v in outcome.items() if k != "figures"} | {"figures": len(outcome["figures"])}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

