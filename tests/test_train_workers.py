@@ -167,9 +167,34 @@ def test_paper_rules_match_direct_restatements():
     G = torch.randn(15, 6, dtype=torch.float64)
     G[12:] = G[:3].mean(0) - 1.5 * G[:12].std(0)  # identical attacker rows
     torch.testing.assert_close(paper_rules.paper_krum(G, 3), direct_paper_krum(G, 3))
-    torch.testing.assert_close(paper_rules.paper_bulyan(G, 3), direct_paper_bulyan(G, 3))
+    torch.testing.assert_close(paper_rules.paper_bulyan(G, 3), direct_paper_bulyan(G, 3))  # beta = 1
+    torch.testing.assert_close(paper_rules.paper_bulyan(G, 2), direct_paper_bulyan(G, 2))  # beta = 5
     torch.testing.assert_close(paper_rules.paper_median(G[:4]), torch.sort(G[:4], 0).values[1])
     with pytest.raises(ValueError, match="n >= 4f \\+ 3"):
         paper_rules.paper_bulyan(G, 4)
     with pytest.raises(ValueError, match="n >= 2f \\+ 3"):
         paper_rules.paper_krum(G, 7)
+
+
+@pytest.mark.parametrize("method", ["byzagg", "gram"])
+def test_paper_rules_with_either_distance_path(monkeypatch, method):
+    monkeypatch.setattr(paper_rules, "DISTANCES", method)
+    test_paper_rules_match_direct_restatements()
+
+
+def test_gram_distances_agree_with_byzagg():
+    import byzagg
+
+    torch.manual_seed(2)
+    common = torch.randn(3000) * 10  # a large common component: the plain Gram expansion's trap
+    G = common + 0.01 * torch.randn(20, 3000)
+    G[17:] = G[:17].mean(0)
+    G[5, 3] = float("nan")
+    D = paper_rules.gram_distances(G)
+    exact = byzagg.pairwise_distances(G).double()
+    finite = torch.isfinite(exact)
+    # within 1e-5 relative, and a 1e-4 fraction of the typical distance near zero (the
+    # identical rows: 0 exactly, the square root of a rounding error through the Gram path)
+    scale = float(exact[finite].median())
+    torch.testing.assert_close(D[finite], exact[finite], rtol=1e-5, atol=1e-4 * scale)
+    assert torch.isinf(D[5, :5]).all() and D[5, 5] == 0

@@ -17,7 +17,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 from . import data, experiment, grids, presets, report
@@ -77,6 +77,16 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--list", action="store_true", help="print the run ids and whether they are done, then stop")
     grid.add_argument("--report", action="store_true", help="write the report (OUT/report) when the grid is done")
 
+    prof = sub.add_parser("profile", help="time the steps of the MNIST setup (n=51) per rule: ms per step by phase")
+    add_common(prof)
+    prof.add_argument("--dataset", default="mnist-embedded", choices=data.DATASETS)
+    prof.add_argument("--preset", default="paper", choices=list(presets.PRESETS))
+    prof.add_argument("--rules", default="average,median,krum,bulyan")
+    prof.add_argument("--f", type=int, default=12)
+    prof.add_argument("--momentum", default="worker", choices=["server", "worker"])
+    prof.add_argument("--steps", type=int, default=30)
+    prof.add_argument("--out", default=None, help="also write the measurements to this JSON file")
+
     rep = sub.add_parser("report", help="figures and a markdown table from run files")
     rep.add_argument("results", nargs="+", help="folders holding run-json/*.json (searched recursively)")
     rep.add_argument("--out", default=None, help="output folder (default <first results folder>/report)")
@@ -91,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             return command_run(args)
         if args.command == "grid":
             return command_grid(args)
+        if args.command == "profile":
+            return command_profile(args)
         return command_report(args)
     except (data.DatasetError, ValueError) as error:
         print(f"byzagg-repro: error: {error}", file=sys.stderr)
@@ -148,6 +160,35 @@ def command_grid(args) -> int:
     print(json.dumps(summary))
     if args.report:
         print(json.dumps(report.make_report(out)))
+    return 0
+
+
+def command_profile(args) -> int:
+    threads = _threads(args.threads)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    dataset = data.load_dataset(args.dataset, args.data_dir)
+    rows = []
+    for rule in args.rules.split(","):
+        config = experiment.RunConfig(dataset=args.dataset, preset=args.preset, rule=rule, f=args.f,
+                                      attack="none" if rule == "average" else "little", momentum=args.momentum,
+                                      steps=args.steps, eval_every=args.steps)
+        experiment.run(replace(config, steps=2, eval_every=2), device=args.device, dataset=dataset)  # warm-up
+        result = experiment.run(config, device=args.device, dataset=dataset)
+        split = {k: 1e3 * v / args.steps for k, v in result["timing"]["split_s"].items() if k != "evaluation"}
+        rows.append({"rule": rule, "steps_per_s": result["timing"]["steps_per_s"],
+                     "ms_per_step": sum(split.values()), "split_ms": split,
+                     "eval_ms": 1e3 * result["timing"]["split_s"]["evaluation"] / len(result["eval"]["step"])})
+        print(f"{rule:8s} {rows[-1]['steps_per_s']:6.2f} steps/s  {rows[-1]['ms_per_step']:7.1f} ms/step  "
+              + "  ".join(f"{k} {v:.1f}" for k, v in split.items()) + f"  (one evaluation {rows[-1]['eval_ms']:.0f} ms)")
+    environment = experiment.environment(__import__("torch").device(args.device))
+    print(json.dumps(environment))
+    if args.out:
+        experiment.write_json_atomic(Path(args.out), {"setup": vars(args) | {"out": None}, "rows": rows,
+                                                      "environment": environment,
+                                                      "loadavg": os.getloadavg()})
     return 0
 
 
