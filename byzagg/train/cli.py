@@ -149,12 +149,14 @@ def command_grid(args) -> int:
         import torch
 
         torch.set_num_threads(threads)
+    load_start = os.getloadavg()
     summary = experiment.run_grid(configs, str(out), data_dir=args.data_dir, device=args.device, jobs=args.jobs,
                                   progress=not args.no_progress, grid_name=args.name)
     summary["out"] = str(out)
     summary_path = out / "grid-timing.json"
     history = json.loads(summary_path.read_text()) if summary_path.exists() else []
     history.append({**summary, "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "cpu_count": os.cpu_count(),
+                    "loadavg_start": load_start, "loadavg_end": os.getloadavg(),
                     "filters": args.filter, "jobs": args.jobs})
     experiment.write_json_atomic(summary_path, history)
     print(json.dumps(summary))
