@@ -355,7 +355,7 @@ class Pipeline:
         self.flip_train = FLIPS[dataset.name] if flip_train is None else flip_train
         self.flip_test = flip_test and FLIPS[dataset.name]
         # training images stay uint8 (4x less to gather per step), converted per batch
-        self.train_u8 = dataset.train_images.to(self.device)
+        self.train_u8 = dataset.train_images.to(self.device).reshape(len(dataset.train_images), -1)
         self.train_y = dataset.train_labels.to(self.device)
         self.test_x = self.prepare(dataset.test_images)
         self.test_y = dataset.test_labels.to(self.device)
@@ -363,14 +363,10 @@ class Pipeline:
         self.generator = torch.Generator().manual_seed(seed)
         self.order = torch.empty(0, dtype=torch.int64)
         self.position = 0
-        width = self.image_shape[-1]
-        self.flip_index = torch.arange(int(np.prod(self.image_shape)), device=self.device).view(
-            *self.image_shape)[..., torch.arange(width - 1, -1, -1)].reshape(-1)
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         x = images.to(self.device, torch.float32) / 255.0
-        if x.ndim == 3:
-            x = x.unsqueeze(1)
+        x = x.view(len(x), -1, *self.dataset.train_images.shape[-2:])  # (N, C, H, W)
         norm = NORMALISATION[self.dataset.name]
         if norm is not None:
             mean = torch.tensor(norm[0], device=self.device).view(1, -1, 1, 1)
@@ -381,10 +377,10 @@ class Pipeline:
         return x.contiguous()
 
     def flip(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Each image mirrored left-right with probability 1/2."""
         mask = (torch.rand(len(x), generator=generator) < 0.5).to(self.device)
-        flat = x.reshape(len(x), -1)
-        flipped = torch.where(mask.unsqueeze(1), flat[:, self.flip_index], flat)
-        return flipped.view_as(x)
+        images = x.view(len(x), -1, *self.image_shape[-2:])
+        return torch.where(mask.view(-1, 1, 1, 1), images.flip(-1), images).view_as(x)
 
     def next_indices(self, count: int) -> torch.Tensor:
         parts = []
@@ -401,7 +397,7 @@ class Pipeline:
     def worker_batches(self, workers: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(workers, batch_size, *input) inputs and (workers, batch_size) labels."""
         index = self.next_indices(workers * batch_size)
-        x, y = self.prepare(self.train_u8[index]), self.train_y[index]
+        x, y = self.prepare(self.train_u8.index_select(0, index)), self.train_y[index]
         if self.flip_train:
             x = self.flip(x, self.generator)
         return x.view(workers, batch_size, *x.shape[1:]), y.view(workers, batch_size)

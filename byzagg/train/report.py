@@ -258,7 +258,9 @@ def make_report(results_dir, out_dir: str | Path | None = None, plots: bool = Tr
     out.mkdir(parents=True, exist_ok=True)
     rows = summarise(results)
     table = markdown_table(rows)
-    header = (f"# Report of {first}\n\n{len(results)} complete runs, {len(rows)} setups. Max accuracy = best "
+    compute = sum(r["timing"]["wall_s"] for r in results)
+    header = (f"# Report of {first}\n\n{len(results)} complete runs, {len(rows)} setups; the runs' wall times add up to "
+              f"{compute / 3600:.2f} h ({compute / max(len(results), 1):.1f} s per run). Max accuracy = best "
               "top-1 test accuracy over the evaluations of a run; mean ± std over seeds.\n\n")
     (out / "report.md").write_text(header + table + "\n" + claims_markdown(rows))
     (out / "summary.json").write_text(json.dumps(rows, indent=1))
