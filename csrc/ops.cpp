@@ -7,4 +7,13 @@ TORCH_LIBRARY(byzagg, m) {
   m.def("trimmed_mean(Tensor G, int f) -> Tensor");
   m.def("meamed(Tensor G, int f) -> Tensor");
   m.def("phocas(Tensor G, int f) -> Tensor");
+  m.def("pairwise_distances(Tensor G, bool squared) -> Tensor");
+  m.def("krum_scores(Tensor G, int f) -> Tensor");
+  m.def("krum(Tensor G, int f, int m) -> Tensor");
+  m.def("bulyan(Tensor G, int f) -> Tensor");
+  m.def("nnm(Tensor G, int f) -> Tensor");
+  m.def("medoid(Tensor G) -> Tensor");
+  m.def("geometric_median(Tensor G, Tensor? weights, float eps, int max_iter, float tol) -> Tensor");
+  m.def("centered_clipping(Tensor G, float tau, int iters, Tensor? center) -> Tensor");
+  m.def("brsgd(Tensor G, float beta, float threshold) -> Tensor");
 }

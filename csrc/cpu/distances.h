@@ -1,0 +1,32 @@
+// The CPU distance matrix, shared by the distance-based kernels (Krum, Bulyan, NNM, medoid,
+// MDA) and pairwise_distances.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace byzagg {
+namespace cpu {
+
+struct SquaredDistances {
+  int64_t n = 0;
+  std::vector<double> D2;       // row-major n x n, exact sums of squared differences
+  std::vector<uint8_t> finite;  // whether each row is all finite
+};
+
+// The squared distances of the rows of the 2-D floating tensor G (csrc/core/distances.h):
+// +inf for every pair with a non-finite row, zero diagonal. Same bits for any number of
+// threads. The vector kernel is the best the CPU supports; BYZAGG_CPU_ISA=generic|avx2|
+// avx512 caps it (tests and benchmarks).
+SquaredDistances squared_distances(const at::Tensor& G);
+
+// The kernel family squared_distances uses now: "avx512", "avx2" or "generic".
+const char* distance_isa_name();
+
+// G is 2-D, floating and non-empty (messages name the rule).
+void check_matrix_argument(const at::Tensor& G, const char* rule);
+
+}  // namespace cpu
+}  // namespace byzagg

@@ -1,0 +1,117 @@
+// CPU kernels of the Krum family on the exact distance matrix: krum_scores, krum (and
+// multi_krum through it), nnm, medoid; Bulyan is in bulyan_kernel.cpp. One pass over G
+// computes the distances (distance_kernels.cpp); selections run on the n x n matrix
+// (csrc/core/selection.h); a last pass averages the selected rows.
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+#include <torch/types.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "../core/selection.h"
+#include "distances.h"
+
+namespace byzagg {
+namespace cpu {
+namespace {
+
+// Coordinates per block when averaging rows: the rows' blocks stay in L1/L2.
+constexpr int64_t kMeanColumns = 1024;
+
+// For each output row o, the mean of rows[o][0, count) of X (accumulated in the
+// accumulation type, in the order given), written to out[o] (G's dtype).
+template <typename scalar_t>
+void mean_of_row_sets(const scalar_t* X, int64_t d, const std::vector<std::vector<int64_t>>& rows, scalar_t* out) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t outputs = static_cast<int64_t>(rows.size());
+  at::parallel_for(0, d, kMeanColumns, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> acc(static_cast<size_t>(kMeanColumns));
+    for (int64_t c0 = begin; c0 < end; c0 += kMeanColumns) {
+      const int64_t width = std::min(kMeanColumns, end - c0);
+      for (int64_t o = 0; o < outputs; ++o) {
+        const std::vector<int64_t>& set = rows[static_cast<size_t>(o)];
+        std::fill(acc.begin(), acc.begin() + width, acc_t(0));
+        for (int64_t r : set) {
+          const scalar_t* row = X + r * d + c0;
+#pragma omp simd
+          for (int64_t c = 0; c < width; ++c) acc[c] += static_cast<acc_t>(row[c]);
+        }
+        const acc_t count = static_cast<acc_t>(set.size());
+        scalar_t* dst = out + o * d + c0;
+        for (int64_t c = 0; c < width; ++c) dst[c] = static_cast<scalar_t>(acc[c] / count);
+      }
+    }
+  });
+}
+
+// (outputs, d) tensor of G's dtype: row o is the mean of the rows sets[o] of X.
+at::Tensor row_set_means(const at::Tensor& X, const std::vector<std::vector<int64_t>>& sets) {
+  const int64_t d = X.size(1);
+  at::Tensor out = at::empty({static_cast<int64_t>(sets.size()), d}, X.options());
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, X.scalar_type(), "byzagg_row_means", [&] {
+    mean_of_row_sets<scalar_t>(X.data_ptr<scalar_t>(), d, sets, out.data_ptr<scalar_t>());
+  });
+  return out;
+}
+
+void check_krum_f(const char* rule, int64_t n, int64_t f) {
+  TORCH_CHECK(f >= 0, rule, ": f must be >= 0, got f=", f);
+  TORCH_CHECK(n >= 2 * f + 3, rule, " requires n >= 2f + 3, got n=", n, ", f=", f);
+}
+
+at::Tensor krum_scores_cpu(const at::Tensor& G, int64_t f) {
+  check_matrix_argument(G, "krum_scores");
+  check_krum_f("krum_scores", G.size(0), f);
+  const SquaredDistances dist = squared_distances(G);
+  const std::vector<double> scores = core::krum_scores(dist.D2.data(), dist.n, f);
+  at::Tensor out = at::empty({dist.n}, G.options().dtype(at::kDouble));
+  std::copy(scores.begin(), scores.end(), out.data_ptr<double>());
+  return out.to(G.scalar_type());
+}
+
+at::Tensor krum_cpu(const at::Tensor& G, int64_t f, int64_t m) {
+  check_matrix_argument(G, "krum");
+  const int64_t n = G.size(0);
+  check_krum_f("krum", n, f);
+  TORCH_CHECK(m >= 1 && m <= n - f, "krum requires 1 <= m <= n - f, got n=", n, ", f=", f, ", m=", m);
+  const at::Tensor X = G.contiguous();
+  const SquaredDistances dist = squared_distances(X);
+  const std::vector<int64_t> chosen = core::krum_select(dist.D2.data(), n, dist.finite.data(), f, m);
+  return row_set_means(X, {chosen}).reshape({X.size(1)});
+}
+
+at::Tensor nnm_cpu(const at::Tensor& G, int64_t f) {
+  check_matrix_argument(G, "nnm");
+  const int64_t n = G.size(0);
+  TORCH_CHECK(f >= 0, "nnm: f must be >= 0, got f=", f);
+  TORCH_CHECK(n > 2 * f, "nnm requires n > 2f, got n=", n, ", f=", f);
+  const at::Tensor X = G.contiguous();
+  const SquaredDistances dist = squared_distances(X);
+  std::vector<std::vector<int64_t>> neighbourhoods(static_cast<size_t>(n));
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    core::neighbourhood_order(dist.D2.data(), n, dist.finite.data(), i, order.data());
+    neighbourhoods[static_cast<size_t>(i)].assign(order.begin(), order.begin() + (n - f));
+  }
+  return row_set_means(X, neighbourhoods);
+}
+
+at::Tensor medoid_cpu(const at::Tensor& G) {
+  check_matrix_argument(G, "medoid");
+  const SquaredDistances dist = squared_distances(G);
+  return G.select(0, core::medoid_row(dist.D2.data(), dist.n, dist.finite.data())).clone(at::MemoryFormat::Contiguous);
+}
+
+}  // namespace
+}  // namespace cpu
+
+TORCH_LIBRARY_IMPL(byzagg, CPU, m) {
+  m.impl("krum_scores", &cpu::krum_scores_cpu);
+  m.impl("krum", &cpu::krum_cpu);
+  m.impl("nnm", &cpu::nnm_cpu);
+  m.impl("medoid", &cpu::medoid_cpu);
+}
+
+}  // namespace byzagg
