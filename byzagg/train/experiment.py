@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from . import attacks, data, metrics, models, presets, workers
+from . import attacks, data, metrics, models, paper_rules, presets, workers
 
 FORMAT = "byzagg-train-run/1"
 
@@ -131,6 +131,7 @@ def environment(device: torch.device) -> dict:
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "threads": torch.get_num_threads(),
         "byzagg_backend": backend,
+        "paper_rules_distances": paper_rules.distance_method(device.type),
     }
 
 

@@ -13,7 +13,9 @@ shared/papers/original-code-notes.md, not from that code.
   theta = n - 2f - 2 rows, row i = mean of the rows ranked i .. i + m_i - 1 with
   m_i = min(m, n - f - 2 - i); then per coordinate the mean of the beta = theta - 2f of these
   values closest to their lower median. Needs n >= 4f + 3.
-- ``paper_median(G)``: coordinate-wise lower median (order statistic floor((n - 1) / 2)).
+- ``paper_median(G)``: coordinate-wise lower median (order statistic floor((n - 1) / 2));
+  byzagg.median for odd n (equal there; byzagg orders NaN last where torch.median would
+  propagate it: no setup of the paper sends NaN).
 """
 
 from __future__ import annotations
@@ -72,12 +74,16 @@ def gram_distances(G: torch.Tensor) -> torch.Tensor:
     return D2.sqrt_()
 
 
+def distance_method(device_type: str) -> str:
+    """The distance path `distances` takes on this device type: "byzagg" or "gram"."""
+    if DISTANCES == "auto":
+        return "byzagg" if native_distances(device_type) else "gram"
+    return DISTANCES
+
+
 def distances(G: torch.Tensor) -> torch.Tensor:
     """Euclidean distances as float64, by byzagg or the centered Gram path (see DISTANCES)."""
-    method = DISTANCES
-    if method == "auto":
-        method = "byzagg" if native_distances(G.device.type) else "gram"
-    if method == "gram":
+    if distance_method(G.device.type) == "gram":
         return gram_distances(G)
     return _byzagg.pairwise_distances(G).to(torch.float64)
 
@@ -122,12 +128,21 @@ def paper_bulyan(G: torch.Tensor, f: int, m: int | None = None) -> torch.Tensor:
         count = min(m, n - f - 2 - i)
         weights[i, order[i : i + count]] = 1.0 / count
     selected = weights @ G
-    median = selected.median(dim=0).values  # lower median for even theta
+    median = lower_median(selected)
     if beta == 1:
         return median  # the value nearest the median is the median itself
     nearest = torch.topk((selected - median).abs(), beta, dim=0, largest=False).indices
     return torch.gather(selected, 0, nearest).mean(dim=0)
 
 
-def paper_median(G: torch.Tensor) -> torch.Tensor:
+def lower_median(G: torch.Tensor) -> torch.Tensor:
+    """Coordinate-wise lower median (order statistic floor((n - 1) / 2)). For odd n it is
+    byzagg.median (the same values; native and 10-50x faster than torch.median on CPU);
+    for even n torch.median, which takes the lower middle value as the original code did."""
+    if G.shape[0] % 2 == 1:
+        return _byzagg.median(G)
     return G.median(dim=0).values
+
+
+def paper_median(G: torch.Tensor) -> torch.Tensor:
+    return lower_median(G)
