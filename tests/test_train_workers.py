@@ -113,7 +113,7 @@ def test_variance_norm_ratio_by_hand():
     # mean (2, 1); squared deviations 2 + 2 + 4 = 8, / (k - 1) = 4; ||mean||^2 = 5
     assert metrics.variance_norm_ratio(G) == pytest.approx(0.8)
     assert metrics.ratio_from_moments(*metrics.column_moments(G)) == pytest.approx(0.8)
-    variance, mean = metrics.column_moments(G)
+    variance, _ = metrics.column_moments(G)
     torch.testing.assert_close(variance, G.var(0, unbiased=True))
     assert metrics.variance_norm_ratio(torch.tensor([[1.0, -1.0], [-1.0, 1.0]])) == math.inf
 

@@ -35,8 +35,9 @@ def add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="byzagg-repro", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="byzagg-repro", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     one = sub.add_parser("run", help="one run")
@@ -58,18 +59,32 @@ def build_parser() -> argparse.ArgumentParser:
             choices = ["server", "worker"]
         elif field.name == "rule":
             choices = ["average", "krum", "median", "bulyan"]
-        one.add_argument(f"--{field.name.replace('_', '-')}", type=kind, default=default, choices=choices,
-                         help=f"(default {default})")
+        one.add_argument(
+            f"--{field.name.replace('_', '-')}",
+            type=kind,
+            default=default,
+            choices=choices,
+            help=f"(default {default})",
+        )
     one.add_argument("--out", default="results/single", help="results folder (default results/single)")
 
     grid = sub.add_parser("grid", help="a named grid of runs, resumable")
     grid.add_argument("name", choices=grids.GRIDS)
     add_common(grid)
-    grid.add_argument("--dataset", default=None, choices=data.DATASETS,
-                      help="data set (default: mnist for paper-mnist, cifar10, mnist-embedded for quick)")
+    grid.add_argument(
+        "--dataset",
+        default=None,
+        choices=data.DATASETS,
+        help="data set (default: mnist for paper-mnist, cifar10, mnist-embedded for quick)",
+    )
     grid.add_argument("--preset", default="paper", choices=list(presets.PRESETS), help="(default paper)")
-    grid.add_argument("--filter", action="append", default=[], metavar="FIELD=V1[,V2]",
-                      help="keep runs whose config field matches, e.g. rule=krum,median f=12 momentum=worker lr=0.5")
+    grid.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="FIELD=V1[,V2]",
+        help="keep runs whose config field matches, e.g. rule=krum,median f=12 momentum=worker lr=0.5",
+    )
     grid.add_argument("--seeds", default=None, help="comma-separated seeds (default: the grid's)")
     grid.add_argument("--steps", type=int, default=None, help="override the number of steps")
     grid.add_argument("--jobs", type=int, default=1, help="runs in parallel processes (default 1)")
@@ -122,12 +137,20 @@ def command_run(args) -> int:
     path = experiment.result_path(Path(args.out), config)
     experiment.write_json_atomic(path, result)
     timing = result["timing"]
-    print(json.dumps({
-        "run_id": result["run_id"], "file": str(path), "final_accuracy": result["eval"]["accuracy"][-1],
-        "max_accuracy": max(result["eval"]["accuracy"]), "wall_s": round(timing["wall_s"], 2),
-        "steps_per_s": round(timing["steps_per_s"], 2),
-        "split_ms_per_step": {k: round(1e3 * v / config.steps, 2) for k, v in timing["split_s"].items()},
-    }, indent=1))
+    print(
+        json.dumps(
+            {
+                "run_id": result["run_id"],
+                "file": str(path),
+                "final_accuracy": result["eval"]["accuracy"][-1],
+                "max_accuracy": max(result["eval"]["accuracy"]),
+                "wall_s": round(timing["wall_s"], 2),
+                "steps_per_s": round(timing["steps_per_s"], 2),
+                "split_ms_per_step": {k: round(1e3 * v / config.steps, 2) for k, v in timing["split_s"].items()},
+            },
+            indent=1,
+        )
+    )
     return 0
 
 
@@ -150,14 +173,29 @@ def command_grid(args) -> int:
 
         torch.set_num_threads(threads)
     load_start = os.getloadavg()
-    summary = experiment.run_grid(configs, str(out), data_dir=args.data_dir, device=args.device, jobs=args.jobs,
-                                  progress=not args.no_progress, grid_name=args.name)
+    summary = experiment.run_grid(
+        configs,
+        str(out),
+        data_dir=args.data_dir,
+        device=args.device,
+        jobs=args.jobs,
+        progress=not args.no_progress,
+        grid_name=args.name,
+    )
     summary["out"] = str(out)
     summary_path = out / "grid-timing.json"
     history = json.loads(summary_path.read_text()) if summary_path.exists() else []
-    history.append({**summary, "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "cpu_count": os.cpu_count(),
-                    "loadavg_start": load_start, "loadavg_end": os.getloadavg(),
-                    "filters": args.filter, "jobs": args.jobs})
+    history.append(
+        {
+            **summary,
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "cpu_count": os.cpu_count(),
+            "loadavg_start": load_start,
+            "loadavg_end": os.getloadavg(),
+            "filters": args.filter,
+            "jobs": args.jobs,
+        }
+    )
     experiment.write_json_atomic(summary_path, history)
     print(json.dumps(summary))
     if args.report:
@@ -174,23 +212,40 @@ def command_profile(args) -> int:
     dataset = data.load_dataset(args.dataset, args.data_dir)
     rows = []
     for rule in args.rules.split(","):
-        config = experiment.RunConfig(dataset=args.dataset, preset=args.preset, rule=rule, f=args.f,
-                                      attack="none" if rule == "average" else "little", momentum=args.momentum,
-                                      steps=args.steps, eval_every=args.steps)
+        config = experiment.RunConfig(
+            dataset=args.dataset,
+            preset=args.preset,
+            rule=rule,
+            f=args.f,
+            attack="none" if rule == "average" else "little",
+            momentum=args.momentum,
+            steps=args.steps,
+            eval_every=args.steps,
+        )
         experiment.run(replace(config, steps=2, eval_every=2), device=args.device, dataset=dataset)  # warm-up
         result = experiment.run(config, device=args.device, dataset=dataset)
         split = {k: 1e3 * v / args.steps for k, v in result["timing"]["split_s"].items() if k != "evaluation"}
-        rows.append({"rule": rule, "steps_per_s": result["timing"]["steps_per_s"],
-                     "ms_per_step": sum(split.values()), "split_ms": split,
-                     "eval_ms": 1e3 * result["timing"]["split_s"]["evaluation"] / len(result["eval"]["step"])})
-        print(f"{rule:8s} {rows[-1]['steps_per_s']:6.2f} steps/s  {rows[-1]['ms_per_step']:7.1f} ms/step  "
-              + "  ".join(f"{k} {v:.1f}" for k, v in split.items()) + f"  (one evaluation {rows[-1]['eval_ms']:.0f} ms)")
+        rows.append(
+            {
+                "rule": rule,
+                "steps_per_s": result["timing"]["steps_per_s"],
+                "ms_per_step": sum(split.values()),
+                "split_ms": split,
+                "eval_ms": 1e3 * result["timing"]["split_s"]["evaluation"] / len(result["eval"]["step"]),
+            }
+        )
+        print(
+            f"{rule:8s} {rows[-1]['steps_per_s']:6.2f} steps/s  {rows[-1]['ms_per_step']:7.1f} ms/step  "
+            + "  ".join(f"{k} {v:.1f}" for k, v in split.items())
+            + f"  (one evaluation {rows[-1]['eval_ms']:.0f} ms)"
+        )
     environment = experiment.environment(__import__("torch").device(args.device))
     print(json.dumps(environment))
     if args.out:
-        experiment.write_json_atomic(Path(args.out), {"setup": vars(args) | {"out": None}, "rows": rows,
-                                                      "environment": environment,
-                                                      "loadavg": os.getloadavg()})
+        experiment.write_json_atomic(
+            Path(args.out),
+            {"setup": vars(args) | {"out": None}, "rows": rows, "environment": environment, "loadavg": os.getloadavg()},
+        )
     return 0
 
 

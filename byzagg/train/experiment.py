@@ -121,7 +121,7 @@ def environment(device: torch.device) -> dict:
         import byzagg
 
         backend = str(byzagg.backend())
-    except Exception as error:  # the colleague's __init__ may be mid-edit
+    except Exception as error:  # noqa: BLE001 - a broken byzagg install must not stop a run
         backend = f"unavailable ({error})"
     return {
         "torch": torch.__version__,
@@ -141,8 +141,13 @@ def build_model(config: RunConfig, preset: presets.Preset) -> torch.nn.Module:
     return models.build_model(config.model)
 
 
-def run(config: RunConfig, data_dir: str | None = None, device: str = "cpu", dataset: data.Dataset | None = None,
-        progress: bool = False) -> dict:
+def run(
+    config: RunConfig,
+    data_dir: str | None = None,
+    device: str = "cpu",
+    dataset: data.Dataset | None = None,
+    progress: bool = False,
+) -> dict:
     """Train one run; returns its result dictionary (see `save_result`)."""
     config.check()
     preset = presets.get_preset(config.preset)
@@ -165,8 +170,20 @@ def run(config: RunConfig, data_dir: str | None = None, device: str = "cpu", dat
     setup_s = time.perf_counter() - start
 
     evaluation = {"step": [], "accuracy": []}
-    study = {k: [] for k in ("step", "lr", "loss", "vn_ratio_sampled", "vn_ratio_submitted", "curvature",
-                             "honest_norm", "aggregate_norm", "cos_aggregate_honest")}
+    study = {
+        k: []
+        for k in (
+            "step",
+            "lr",
+            "loss",
+            "vn_ratio_sampled",
+            "vn_ratio_submitted",
+            "curvature",
+            "honest_norm",
+            "aggregate_norm",
+            "cos_aggregate_honest",
+        )
+    }
 
     def evaluate(step: int) -> None:
         t0 = time.perf_counter()
@@ -229,8 +246,14 @@ def run(config: RunConfig, data_dir: str | None = None, device: str = "cpu", dat
         study["cos_aggregate_honest"].append(metrics.cosine(aggregate, submitted_mean))
         _sync(device)
         t6 = time.perf_counter()
-        for name, seconds in (("data", t1 - t0), ("gradients", t2 - t1), ("momentum_attack", t3 - t2),
-                              ("aggregation", t4 - t3), ("update", t5 - t4), ("metrics", t6 - t5)):
+        for name, seconds in (
+            ("data", t1 - t0),
+            ("gradients", t2 - t1),
+            ("momentum_attack", t3 - t2),
+            ("aggregation", t4 - t3),
+            ("update", t5 - t4),
+            ("metrics", t6 - t5),
+        ):
             timer.add(name, seconds)
     evaluate(config.steps)
     train_s = time.perf_counter() - train_start
@@ -302,18 +325,34 @@ def is_done(out_dir: Path, config: RunConfig) -> bool:
     return result is not None and result.get("key") == config.key()
 
 
-def run_and_save(config: RunConfig, out_dir: str, data_dir: str | None = None, device: str = "cpu",
-                 threads: int | None = None, progress: bool = False) -> dict:
+def run_and_save(
+    config: RunConfig,
+    out_dir: str,
+    data_dir: str | None = None,
+    device: str = "cpu",
+    threads: int | None = None,
+    progress: bool = False,
+) -> dict:
     if threads:
         torch.set_num_threads(threads)
     result = run(config, data_dir=data_dir, device=device, progress=progress)
     write_json_atomic(result_path(Path(out_dir), config), result)
-    return {"run_id": result["run_id"], "wall_s": result["timing"]["wall_s"],
-            "final_accuracy": result["eval"]["accuracy"][-1]}
+    return {
+        "run_id": result["run_id"],
+        "wall_s": result["timing"]["wall_s"],
+        "final_accuracy": result["eval"]["accuracy"][-1],
+    }
 
 
-def run_grid(configs: list[RunConfig], out_dir: str, data_dir: str | None = None, device: str = "cpu",
-             jobs: int = 1, progress: bool = True, grid_name: str = "custom") -> dict:
+def run_grid(
+    configs: list[RunConfig],
+    out_dir: str,
+    data_dir: str | None = None,
+    device: str = "cpu",
+    jobs: int = 1,
+    progress: bool = True,
+    grid_name: str = "custom",
+) -> dict:
     """Run every config whose complete result file is not yet in out_dir/runs.
 
     jobs > 1 runs that many processes, each with cores // jobs torch threads. Returns a
@@ -321,10 +360,16 @@ def run_grid(configs: list[RunConfig], out_dir: str, data_dir: str | None = None
     """
     out = Path(out_dir)
     start = time.perf_counter()
-    write_json_atomic(out / "grid.json", {
-        "grid": grid_name, "data_dir": data_dir, "device": device, "jobs": jobs,
-        "runs": [c.to_dict() for c in configs],
-    })
+    write_json_atomic(
+        out / "grid.json",
+        {
+            "grid": grid_name,
+            "data_dir": data_dir,
+            "device": device,
+            "jobs": jobs,
+            "runs": [c.to_dict() for c in configs],
+        },
+    )
     todo = [c for c in configs if not is_done(out, c)]
     skipped = len(configs) - len(todo)
     for config in todo:
@@ -358,5 +403,10 @@ def run_grid(configs: list[RunConfig], out_dir: str, data_dir: str | None = None
     finally:
         if bar:
             bar.close()
-    return {"grid": grid_name, "total": len(configs), "skipped": skipped, "ran": len(done),
-            "wall_s": time.perf_counter() - start}
+    return {
+        "grid": grid_name,
+        "total": len(configs),
+        "skipped": skipped,
+        "ran": len(done),
+        "wall_s": time.perf_counter() - start,
+    }

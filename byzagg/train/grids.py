@@ -34,28 +34,63 @@ def _paper_grid(base: RunConfig, fs: tuple[int, int], lrs: list[dict], seeds) ->
                 for rule in rules:
                     for attack in ("little", "empire"):
                         for momentum in ("server", "worker"):
-                            configs.append(replace(base, f=f, rule=rule, attack=attack, momentum=momentum,
-                                                   seed=seed, **lr))
+                            configs.append(
+                                replace(base, f=f, rule=rule, attack=attack, momentum=momentum, seed=seed, **lr)
+                            )
     return configs
 
 
-def make_grid(name: str, dataset: str | None = None, preset: str = "paper", seeds=None,
-              steps: int | None = None) -> list[RunConfig]:
+def make_grid(
+    name: str, dataset: str | None = None, preset: str = "paper", seeds=None, steps: int | None = None
+) -> list[RunConfig]:
     if name == "paper-mnist":
-        base = RunConfig(dataset=dataset or "mnist", model="mnist-mlp", preset=preset, n=51, mu=0.9,
-                         batch_size=83, l2=1e-4, clip=2.0, steps=300, eval_every=5)
+        base = RunConfig(
+            dataset=dataset or "mnist",
+            model="mnist-mlp",
+            preset=preset,
+            n=51,
+            mu=0.9,
+            batch_size=83,
+            l2=1e-4,
+            clip=2.0,
+            steps=300,
+            eval_every=5,
+        )
         configs = _paper_grid(base, (24, 12), [{"lr": 0.5}, {"lr": 0.02}], seeds or range(1, 6))
     elif name == "paper-cifar10":
-        base = RunConfig(dataset=dataset or "cifar10", model="cifar-cnn", preset=preset, n=25, mu=0.99,
-                         batch_size=50, l2=1e-2, clip=5.0, steps=3000, eval_every=100)
+        base = RunConfig(
+            dataset=dataset or "cifar10",
+            model="cifar-cnn",
+            preset=preset,
+            n=25,
+            mu=0.99,
+            batch_size=50,
+            l2=1e-2,
+            clip=5.0,
+            steps=3000,
+            eval_every=100,
+        )
         configs = _paper_grid(
-            base, (11, 5),
+            base,
+            (11, 5),
             [{"lr": 0.01, "lr_decay": 167.0, "lr_decay_every": 1500}, {"lr": 0.001}],
             seeds or range(1, 6),
         )
     elif name == "quick":
-        base = RunConfig(dataset=dataset or "mnist-embedded", model="mnist-mlp", preset=preset, n=51, f=12,
-                         mu=0.9, batch_size=83, l2=1e-4, clip=2.0, lr=0.5, steps=150, eval_every=10)
+        base = RunConfig(
+            dataset=dataset or "mnist-embedded",
+            model="mnist-mlp",
+            preset=preset,
+            n=51,
+            f=12,
+            mu=0.9,
+            batch_size=83,
+            l2=1e-4,
+            clip=2.0,
+            lr=0.5,
+            steps=150,
+            eval_every=10,
+        )
         configs = []
         for seed in seeds or (1,):
             configs.append(replace(base, rule="average", attack="none", momentum="server", seed=seed))

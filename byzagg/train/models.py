@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 
@@ -26,10 +25,20 @@ def cifar_cnn(num_classes: int = 10, dropout: float = 0.25) -> nn.Sequential:
         return [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(), nn.BatchNorm2d(cout)]
 
     return nn.Sequential(
-        *block(3, 64), *block(64, 64), nn.MaxPool2d(2), nn.Dropout(dropout),
-        *block(64, 128), *block(128, 128), nn.MaxPool2d(2), nn.Dropout(dropout),
-        nn.Flatten(), nn.Linear(128 * 8 * 8, 128), nn.ReLU(), nn.Dropout(dropout),
-        nn.Linear(128, num_classes), nn.LogSoftmax(dim=-1),
+        *block(3, 64),
+        *block(64, 64),
+        nn.MaxPool2d(2),
+        nn.Dropout(dropout),
+        *block(64, 128),
+        *block(128, 128),
+        nn.MaxPool2d(2),
+        nn.Dropout(dropout),
+        nn.Flatten(),
+        nn.Linear(128 * 8 * 8, 128),
+        nn.ReLU(),
+        nn.Dropout(dropout),
+        nn.Linear(128, num_classes),
+        nn.LogSoftmax(dim=-1),
     )
 
 

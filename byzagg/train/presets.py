@@ -19,8 +19,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -53,7 +53,11 @@ CANONICAL = Preset(
         "median": lambda G, f: _byzagg.median(G),
         "bulyan": lambda G, f: _byzagg.bulyan(G, f),
     },
-    relu_last=True, l2_mode="squared", clip_mode="scale", train_mode=True, flip_test=False,
+    relu_last=True,
+    l2_mode="squared",
+    clip_mode="scale",
+    train_mode=True,
+    flip_test=False,
 )
 
 PAPER = Preset(
@@ -64,7 +68,11 @@ PAPER = Preset(
         "median": lambda G, f: paper_rules.paper_median(G),
         "bulyan": paper_rules.paper_bulyan,
     },
-    relu_last=False, l2_mode="norm", clip_mode="scale", train_mode=False, flip_test=True,
+    relu_last=False,
+    l2_mode="norm",
+    clip_mode="scale",
+    train_mode=False,
+    flip_test=True,
 )
 
 PRESETS = {p.name: p for p in (CANONICAL, PAPER)}

@@ -44,8 +44,15 @@ def lr_tag(config: dict) -> str:
 
 def group_key(config: dict) -> tuple:
     """Everything but seed, rule and momentum placement: one figure."""
-    return (config["dataset"], config["preset"], config["n"], config["f"], config["attack"], lr_tag(config),
-            config["steps"])
+    return (
+        config["dataset"],
+        config["preset"],
+        config["n"],
+        config["f"],
+        config["attack"],
+        lr_tag(config),
+        config["steps"],
+    )
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -77,20 +84,34 @@ def summarise(results: list[dict]) -> list[dict]:
         # within one trajectory: submitted (momentum) ratio over sampled (gradient) ratio,
         # and the fraction of steps (after the first) where momentum lowered the ratio
         with np.errstate(all="ignore"):
-            reduction = [np.asarray(r["study"]["vn_ratio_submitted"][1:], dtype=float)
-                         / np.asarray(r["study"]["vn_ratio_sampled"][1:], dtype=float) for r in runs]
-        rows.append({
-            "setup_id": setup, "dataset": c["dataset"], "preset": c["preset"], "n": c["n"], "f": c["f"],
-            "rule": c["rule"], "attack": c["attack"], "momentum": c["momentum"], "lr": lr_tag(c),
-            "steps": c["steps"], "seeds": sorted(r["config"]["seed"] for r in runs),
-            "max_accuracy": mean_std(max_acc), "final_accuracy": mean_std(final_acc),
-            "median_vn_ratio": mean_std(ratios),
-            "median_submitted_over_sampled": mean_std([float(np.nanmedian(x)) for x in reduction]),
-            "fraction_steps_lowered": mean_std([float(np.mean(x < 1)) for x in reduction]),
-            "max_accuracy_runs": max_acc,
-            "wall_s": mean_std([r["timing"]["wall_s"] for r in runs]),
-            "steps_per_s": mean_std([r["timing"]["steps_per_s"] for r in runs]),
-        })
+            reduction = [
+                np.asarray(r["study"]["vn_ratio_submitted"][1:], dtype=float)
+                / np.asarray(r["study"]["vn_ratio_sampled"][1:], dtype=float)
+                for r in runs
+            ]
+        rows.append(
+            {
+                "setup_id": setup,
+                "dataset": c["dataset"],
+                "preset": c["preset"],
+                "n": c["n"],
+                "f": c["f"],
+                "rule": c["rule"],
+                "attack": c["attack"],
+                "momentum": c["momentum"],
+                "lr": lr_tag(c),
+                "steps": c["steps"],
+                "seeds": sorted(r["config"]["seed"] for r in runs),
+                "max_accuracy": mean_std(max_acc),
+                "final_accuracy": mean_std(final_acc),
+                "median_vn_ratio": mean_std(ratios),
+                "median_submitted_over_sampled": mean_std([float(np.nanmedian(x)) for x in reduction]),
+                "fraction_steps_lowered": mean_std([float(np.mean(x < 1)) for x in reduction]),
+                "max_accuracy_runs": max_acc,
+                "wall_s": mean_std([r["timing"]["wall_s"] for r in runs]),
+                "steps_per_s": mean_std([r["timing"]["steps_per_s"] for r in runs]),
+            }
+        )
     return rows
 
 
@@ -104,11 +125,15 @@ def _fmt(pair: tuple[float, float], percent: bool = True) -> str:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    index = {(r["dataset"], r["preset"], r["n"], r["f"], r["rule"], r["attack"], r["momentum"], r["lr"], r["steps"]): r
-             for r in rows}
+    index = {
+        (r["dataset"], r["preset"], r["n"], r["f"], r["rule"], r["attack"], r["momentum"], r["lr"], r["steps"]): r
+        for r in rows
+    }
     lines = [
-        "| data set | preset | n | f | lr | attack | rule | max acc. server (%) | max acc. worker (%) | gain (points) "
-        "| baseline (%) | median VN ratio server | median VN ratio worker | seeds | wall s/run |",
+        (
+            "| data set | preset | n | f | lr | attack | rule | max acc. server (%) | max acc. worker (%) | gain (points) "
+            "| baseline (%) | median VN ratio server | median VN ratio worker | seeds | wall s/run |"
+        ),
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     seen = set()
@@ -121,8 +146,9 @@ def markdown_table(rows: list[dict]) -> str:
         seen.add(key)
         server = index.get((*key[:6], "server", *key[6:]))
         worker = index.get((*key[:6], "worker", *key[6:]))
-        baseline = index.get((r["dataset"], r["preset"], r["n"], r["f"], "average", "none", "server", r["lr"],
-                              r["steps"]))
+        baseline = index.get(
+            (r["dataset"], r["preset"], r["n"], r["f"], "average", "none", "server", r["lr"], r["steps"])
+        )
         gain = "-"
         if server and worker:
             gain = f"{100 * (worker['max_accuracy'][0] - server['max_accuracy'][0]):+.1f}"
@@ -140,8 +166,9 @@ def markdown_table(rows: list[dict]) -> str:
 
 def claims_markdown(rows: list[dict]) -> str:
     """The paper's three accuracy claims and the ratio claim, checked on these rows."""
-    index = {(r["dataset"], r["preset"], r["f"], r["rule"], r["attack"], r["momentum"], r["lr"], r["steps"]): r
-             for r in rows}
+    index = {
+        (r["dataset"], r["preset"], r["f"], r["rule"], r["attack"], r["momentum"], r["lr"], r["steps"]): r for r in rows
+    }
     gains = []
     for (dataset, preset, f, rule, attack, momentum, lr, steps), r in index.items():
         if momentum == "worker" and attack != "none":
@@ -163,18 +190,24 @@ def claims_markdown(rows: list[dict]) -> str:
             base = index.get((dataset, preset, f, "average", "none", "server", lr, steps))
             if base:
                 loss = base["max_accuracy"][0] - r["max_accuracy"][0]
-                lines.append(f"- Bulyan, little, worker momentum, f={f}, {lr} (paper: loses about 1 point): "
-                             f"{100 * r['max_accuracy'][0]:.1f}% vs {100 * base['max_accuracy'][0]:.1f}% unattacked, "
-                             f"a loss of {100 * loss:.1f} points.")
+                lines.append(
+                    f"- Bulyan, little, worker momentum, f={f}, {lr} (paper: loses about 1 point): "
+                    f"{100 * r['max_accuracy'][0]:.1f}% vs {100 * base['max_accuracy'][0]:.1f}% unattacked, "
+                    f"a loss of {100 * loss:.1f} points."
+                )
     for (dataset, preset, f, rule, attack, momentum, lr, steps), r in sorted(index.items()):
         if rule == "krum" and attack == "little" and momentum == "server":
-            lines.append(f"- Krum, little, server momentum, f={f}, {lr} (paper, MNIST, largest lr: tops near 80%): "
-                         f"max {_fmt(r['max_accuracy'])}%.")
+            lines.append(
+                f"- Krum, little, server momentum, f={f}, {lr} (paper, MNIST, largest lr: tops near 80%): "
+                f"max {_fmt(r['max_accuracy'])}%."
+            )
     lowered = [r["fraction_steps_lowered"][0] for r in rows if r["momentum"] == "worker"]
     if lowered:
-        lines.append(f"- Variance-norm ratio, same trajectory, submitted momentum vs sampled gradients: lower at "
-                     f"{100 * statistics.fmean(lowered):.0f}% of the steps on average over {len(lowered)} worker-momentum "
-                     "setups (see the ratio figures; across trajectories the comparison is confounded by convergence).")
+        lines.append(
+            f"- Variance-norm ratio, same trajectory, submitted momentum vs sampled gradients: lower at "
+            f"{100 * statistics.fmean(lowered):.0f}% of the steps on average over {len(lowered)} worker-momentum "
+            "setups (see the ratio figures; across trajectories the comparison is confounded by convergence)."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -233,8 +266,9 @@ def plot_groups(results: list[dict], out: Path) -> list[Path]:
                     ax.fill_between(s, np.maximum(m - sd, 1e-12), m + sd, alpha=0.2, color=colour)
                     if placement == "worker":
                         s, m, _ = curves(by[(rule, placement)], "study", "vn_ratio_sampled")
-                        ax.plot(s, m, "--", color=colour, alpha=0.7, lw=1,
-                                label="momentum at worker: sampled gradients")
+                        ax.plot(
+                            s, m, "--", color=colour, alpha=0.7, lw=1, label="momentum at worker: sampled gradients"
+                        )
             ax.set_yscale("log")
             ax.set_title(rule)
             ax.set_xlabel("step")
@@ -259,9 +293,11 @@ def make_report(results_dir, out_dir: str | Path | None = None, plots: bool = Tr
     rows = summarise(results)
     table = markdown_table(rows)
     compute = sum(r["timing"]["wall_s"] for r in results)
-    header = (f"# Report of {first}\n\n{len(results)} complete runs, {len(rows)} setups; the runs' wall times add up to "
-              f"{compute / 3600:.2f} h ({compute / max(len(results), 1):.1f} s per run). Max accuracy = best "
-              "top-1 test accuracy over the evaluations of a run; mean ± std over seeds.\n\n")
+    header = (
+        f"# Report of {first}\n\n{len(results)} complete runs, {len(rows)} setups; the runs' wall times add up to "
+        f"{compute / 3600:.2f} h ({compute / max(len(results), 1):.1f} s per run). Max accuracy = best "
+        "top-1 test accuracy over the evaluations of a run; mean ± std over seeds.\n\n"
+    )
     (out / "report.md").write_text(header + table + "\n" + claims_markdown(rows))
     (out / "summary.json").write_text(json.dumps(rows, indent=1))
     figures = plot_groups(results, out) if plots and results else []

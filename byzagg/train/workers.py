@@ -64,8 +64,9 @@ class FlatModel:
         loss = F.nll_loss(functional_call(self.grad_module, params, (x,)), y)
         return loss, loss.detach()
 
-    def gradients(self, x: torch.Tensor, y: torch.Tensor, out: torch.Tensor | None = None
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    def gradients(
+        self, x: torch.Tensor, y: torch.Tensor, out: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(workers, d) gradients of the mean NLL loss of each worker's batch, and the
         (workers,) losses. x: (workers, batch, ...), y: (workers, batch); `out`: an optional
         contiguous (workers, d) tensor to write the gradients into."""

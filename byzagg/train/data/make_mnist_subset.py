@@ -33,8 +33,10 @@ def main(package_dir: str) -> None:
     out = Path(__file__).with_name("mnist_subset.npz")
     np.savez_compressed(
         out,
-        train_images=images[:8000], train_labels=labels[:8000],
-        test_images=images[8000:], test_labels=labels[8000:],
+        train_images=images[:8000],
+        train_labels=labels[:8000],
+        test_images=images[8000:],
+        test_labels=labels[8000:],
     )
     print(f"{out}: {len(labels)} digits, counts {np.bincount(labels).tolist()}, {out.stat().st_size} bytes")
 
