@@ -1,66 +1,119 @@
-// CPU kernel of the coordinate-wise family: per coordinate, sort the column (NaN last),
-// then average the rule's window (csrc/core/window.h). Columns are independent, so the
-// result does not depend on the number of threads.
+// CPU kernel of the coordinate-wise family: per coordinate, order the column (NaN last),
+// then average the rule's window (csrc/core/window.h).
+//
+// Fast path (2 <= n <= 64, AVX-512 or AVX2, chosen at run time): SIMD lanes are
+// coordinates, each block of columns sorted at once by a compile-time sorting network
+// (coordinate_network.inc). It uses the arithmetic of window.h in the same order, so it
+// gives the scalar path's values (a zero's sign aside: min/max do not order -0 and +0).
+// Other CPUs, n > 64 and the tail columns take the scalar path (sort each column).
+// Columns are independent, so the result does not depend on the number of threads.
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 #include <torch/types.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
+#include <type_traits>
 #include <vector>
 
 #include "../core/window.h"
+#include "coordinate.h"
+#include "coordinate_network.h"
 
 namespace byzagg {
 namespace {
 
 using core::CoordinateRule;
-
-// Columns handled together: one block of G's rows is read once per block.
-constexpr int64_t kColumnsPerBlock = 32;
+constexpr int64_t kScalarColumnsPerBlock = 32;
 constexpr int64_t kInsertionSortMax = 32;
 
+// ---------------------------------------------------------------------------------------
+// Scalar path: gather a few columns, sort each, apply the rule.
+
 template <typename scalar_t>
-void coordinate_rule_cpu_kernel(const scalar_t* G, int64_t n, int64_t d, int64_t f, CoordinateRule rule,
+void scalar_columns(const scalar_t* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f,
+                    CoordinateRule rule, at::opmath_type<scalar_t>* out) {
+  using acc_t = at::opmath_type<scalar_t>;
+  std::vector<acc_t> columns(static_cast<size_t>(n * kScalarColumnsPerBlock));
+  for (int64_t c0 = begin; c0 < end; c0 += kScalarColumnsPerBlock) {
+    const int64_t width = std::min(kScalarColumnsPerBlock, end - c0);
+    for (int64_t r = 0; r < n; ++r) {
+      const scalar_t* row = rows[r] + c0;
+      for (int64_t c = 0; c < width; ++c) columns[c * n + r] = static_cast<acc_t>(row[c]);
+    }
+    for (int64_t c = 0; c < width; ++c) {
+      acc_t* column = columns.data() + c * n;
+      if (n <= kInsertionSortMax) {
+        core::insertion_sort(column, n);
+      } else {
+        std::stable_sort(column, column + n, core::nan_last_less<acc_t>);
+      }
+      out[c0 + c] = core::coordinate_rule_of_sorted(column, n, f, rule);
+    }
+  }
+}
+
+
+// ---------------------------------------------------------------------------------------
+
+template <typename acc_t>
+int64_t network_columns(cpu::NetworkIsa isa, const acc_t* const* rows, int64_t n, int64_t begin, int64_t end,
+                        int64_t f, CoordinateRule rule, acc_t* out) {
+  switch (isa) {
+    case cpu::NetworkIsa::kAvx512:
+      return cpu::avx512::coordinate_columns(rows, n, begin, end, f, rule, out);
+    case cpu::NetworkIsa::kAvx2:
+      return cpu::avx2::coordinate_columns(rows, n, begin, end, f, rule, out);
+    default:
+      return begin;
+  }
+}
+
+template <typename scalar_t>
+void coordinate_rule_cpu_kernel(const scalar_t* const* rows, int64_t n, int64_t d, int64_t f, CoordinateRule rule,
                                 at::opmath_type<scalar_t>* out) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t grain = std::max<int64_t>(kColumnsPerBlock, 65536 / std::max<int64_t>(n, 1));
+  const cpu::NetworkIsa isa = n >= 2 && n <= cpu::kMaxNetworkRows ? cpu::network_isa() : cpu::NetworkIsa::kNone;
+  // About 64k values per task; a multiple of 16 columns, the widest vector.
+  const int64_t grain = std::max<int64_t>(16, (int64_t(1) << 16) / n / 16 * 16);
   at::parallel_for(0, d, grain, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> columns(static_cast<size_t>(n * kColumnsPerBlock));
-    for (int64_t c0 = begin; c0 < end; c0 += kColumnsPerBlock) {
-      const int64_t width = std::min(kColumnsPerBlock, end - c0);
-      for (int64_t r = 0; r < n; ++r) {
-        const scalar_t* row = G + r * d + c0;
-        for (int64_t c = 0; c < width; ++c) columns[c * n + r] = static_cast<acc_t>(row[c]);
-      }
-      for (int64_t c = 0; c < width; ++c) {
-        acc_t* column = columns.data() + c * n;
-        if (n <= kInsertionSortMax) {
-          core::insertion_sort(column, n);
-        } else {
-          std::stable_sort(column, column + n, core::nan_last_less<acc_t>);
+    int64_t done = begin;
+    if (isa != cpu::NetworkIsa::kNone) {
+      if constexpr (std::is_same_v<scalar_t, acc_t>) {
+        done = network_columns(isa, rows, n, begin, end, f, rule, out);
+      } else {
+        // Half precision: widen a block of columns at a time into a small buffer.
+        constexpr int64_t kStaged = 256;
+        std::vector<acc_t> staging(static_cast<size_t>(n * kStaged));
+        std::vector<const acc_t*> staged_rows(static_cast<size_t>(n));
+        while (end - done >= kStaged) {
+          for (int64_t r = 0; r < n; ++r) {
+            staged_rows[r] = staging.data() + r * kStaged;
+            for (int64_t c = 0; c < kStaged; ++c) staging[r * kStaged + c] = static_cast<acc_t>(rows[r][done + c]);
+          }
+          network_columns(isa, staged_rows.data(), n, 0, kStaged, f, rule, out + done);
+          done += kStaged;
         }
-        out[c0 + c] = core::coordinate_rule_of_sorted(column, n, f, rule);
       }
     }
+    if (done < end) scalar_columns(rows, n, done, end, f, rule, out);
   });
+}
+
+void check_matrix(const at::Tensor& G, const char* name) {
+  TORCH_CHECK(G.dim() == 2, name, ": G must be 2-D (n, d), got ", G.dim(), " dimensions");
+  TORCH_CHECK(G.is_floating_point(), name, ": G must have a floating dtype, got ", G.scalar_type());
+  TORCH_CHECK(G.size(0) > 0 && G.size(1) > 0, name, ": empty input, got n=", G.size(0), ", d=", G.size(1));
 }
 
 at::Tensor coordinate_rule_cpu(const at::Tensor& G, int64_t f, CoordinateRule rule) {
   const char* name = core::coordinate_rule_name(rule);
-  TORCH_CHECK(G.dim() == 2, name, ": G must be 2-D (n, d), got ", G.dim(), " dimensions");
-  TORCH_CHECK(G.is_floating_point(), name, ": G must have a floating dtype, got ", G.scalar_type());
-  const int64_t n = G.size(0), d = G.size(1);
-  TORCH_CHECK(n > 0 && d > 0, name, ": empty input, got n=", n, ", d=", d);
-  TORCH_CHECK(core::coordinate_rule_accepts(n, f, rule), name, " requires n > 2f, got n=", n, ", f=", f);
-  const at::Tensor X = G.contiguous();
-  const auto acc_dtype = X.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  at::Tensor out = at::empty({d}, X.options().dtype(acc_dtype));
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, X.scalar_type(), "byzagg_coordinate_rule_cpu", [&] {
-    coordinate_rule_cpu_kernel<scalar_t>(X.data_ptr<scalar_t>(), n, d, f, rule,
-                                         out.data_ptr<at::opmath_type<scalar_t>>());
-  });
-  return out.scalar_type() == X.scalar_type() ? out : out.to(X.scalar_type());
+  check_matrix(G, name);
+  TORCH_CHECK(core::coordinate_rule_accepts(G.size(0), f, rule), name, " requires n > 2f, got n=", G.size(0),
+              ", f=", f);
+  return cpu::coordinate_rule(G, {}, f, rule);
 }
 
 at::Tensor median_cpu(const at::Tensor& G) { return coordinate_rule_cpu(G, 0, CoordinateRule::kMedian); }
@@ -71,6 +124,49 @@ at::Tensor meamed_cpu(const at::Tensor& G, int64_t f) { return coordinate_rule_c
 at::Tensor phocas_cpu(const at::Tensor& G, int64_t f) { return coordinate_rule_cpu(G, f, CoordinateRule::kPhocas); }
 
 }  // namespace
+
+cpu::NetworkIsa cpu::network_isa() {
+  static const NetworkIsa isa = [] {
+    const char* cap = std::getenv("BYZAGG_CPU_ISA");
+    const std::string limit = cap ? cap : "";
+    if (limit == "none" || limit == "scalar") return NetworkIsa::kNone;
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    __builtin_cpu_init();
+    const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+                        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (avx512 && limit != "avx2") return NetworkIsa::kAvx512;
+    if (avx2) return NetworkIsa::kAvx2;
+#endif
+    return NetworkIsa::kNone;
+  }();
+  return isa;
+}
+
+at::Tensor cpu::coordinate_rule(const at::Tensor& G, const std::vector<int64_t>& rows, int64_t f,
+                                CoordinateRule rule) {
+  check_matrix(G, core::coordinate_rule_name(rule));
+  const at::Tensor X = G.contiguous();
+  const int64_t d = X.size(1);
+  const int64_t n = rows.empty() ? X.size(0) : static_cast<int64_t>(rows.size());
+  const bool window_fits =
+      rule == CoordinateRule::kMedian || (rule == CoordinateRule::kMeaMed ? n - f >= 1 : n - 2 * f >= 1);
+  TORCH_CHECK(f >= 0 && window_fits, core::coordinate_rule_name(rule), ": no window of values left, n=", n,
+              ", f=", f);
+  const auto acc_dtype = X.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  at::Tensor out = at::empty({d}, X.options().dtype(acc_dtype));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, X.scalar_type(), "byzagg_coordinate_rule_cpu", [&] {
+    const scalar_t* base = X.data_ptr<scalar_t>();
+    std::vector<const scalar_t*> row_ptrs(static_cast<size_t>(n));
+    for (int64_t r = 0; r < n; ++r) {
+      const int64_t row = rows.empty() ? r : rows[static_cast<size_t>(r)];
+      TORCH_CHECK(row >= 0 && row < X.size(0), "coordinate_rule: row ", row, " out of range");
+      row_ptrs[static_cast<size_t>(r)] = base + row * d;
+    }
+    coordinate_rule_cpu_kernel<scalar_t>(row_ptrs.data(), n, d, f, rule, out.data_ptr<at::opmath_type<scalar_t>>());
+  });
+  return out.scalar_type() == X.scalar_type() ? out : out.to(X.scalar_type());
+}
 
 TORCH_LIBRARY_IMPL(byzagg, CPU, m) {
   m.impl("median", &median_cpu);

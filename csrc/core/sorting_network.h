@@ -1,0 +1,110 @@
+// Batcher's odd-even merge sort as a compile-time list of comparators, for sorting a column
+// held in registers (SIMD lanes on the CPU, registers of one thread on the GPU). Torch-free.
+//
+// For N values the network of the next power of two P is taken and every comparator that
+// touches a position >= N is dropped: those positions would hold +inf, which no comparator
+// moves, so what remains sorts N values. A network can be pruned to the comparators that
+// reach a set of output positions (the median needs far fewer than a full sort).
+#pragma once
+
+#include <cstdint>
+#include <utility>
+
+#include "macros.h"
+
+namespace byzagg {
+namespace core {
+
+struct Comparator {
+  int lo;
+  int hi;
+};
+
+constexpr int next_power_of_two(int n) {
+  int p = 1;
+  while (p < n) p <<= 1;
+  return p;
+}
+
+// Calls emit(lo, hi) for each comparator of the network for n values, in order.
+template <typename Emit>
+constexpr void batcher_network(int n, Emit&& emit) {
+  const int P = next_power_of_two(n);
+  for (int p = 1; p < P; p <<= 1) {
+    for (int k = p; k >= 1; k >>= 1) {
+      for (int j = k % p; j + k < P; j += 2 * k) {
+        for (int i = 0; i < k && i + j + k < P; ++i) {
+          if ((i + j) / (2 * p) == (i + j + k) / (2 * p) && i + j + k < n) emit(i + j, i + j + k);
+        }
+      }
+    }
+  }
+}
+
+// Which outputs a network must produce exactly.
+enum class NetworkOutputs : int {
+  kAll = 0,     // a full sort
+  kMiddle = 1,  // positions (N - 1) / 2 and N / 2: the median, odd or even N
+};
+
+template <int N, NetworkOutputs Outputs>
+struct SortingNetwork {
+  static constexpr int kMaxComparators = N * N;  // generous bound for the arrays below
+
+  struct Built {
+    Comparator comparators[kMaxComparators > 0 ? kMaxComparators : 1];
+    int count;
+  };
+
+  static constexpr Built build() {
+    Built all{};
+    all.count = 0;
+    batcher_network(N, [&all](int lo, int hi) {
+      all.comparators[all.count] = Comparator{lo, hi};
+      ++all.count;
+    });
+    if (Outputs == NetworkOutputs::kAll) return all;
+    // Walk back from the needed outputs, keeping comparators that can reach them.
+    bool needed[N > 0 ? N : 1] = {};
+    if (N > 0) {
+      needed[(N - 1) / 2] = true;
+      needed[N / 2] = true;
+    }
+    bool keep[kMaxComparators > 0 ? kMaxComparators : 1] = {};
+    for (int c = all.count - 1; c >= 0; --c) {
+      const Comparator cmp = all.comparators[c];
+      if (needed[cmp.lo] || needed[cmp.hi]) {
+        keep[c] = true;
+        needed[cmp.lo] = needed[cmp.hi] = true;
+      }
+    }
+    Built pruned{};
+    pruned.count = 0;
+    for (int c = 0; c < all.count; ++c) {
+      if (keep[c]) pruned.comparators[pruned.count++] = all.comparators[c];
+    }
+    return pruned;
+  }
+
+  static constexpr Built kBuilt = build();
+  static constexpr int kCount = kBuilt.count;
+};
+
+template <int N, NetworkOutputs Outputs>
+constexpr typename SortingNetwork<N, Outputs>::Built SortingNetwork<N, Outputs>::kBuilt;
+
+// Applies the network to x[0..N) with `exchange(a, b)` putting min in a and max in b; fully
+// unrolled, so that x can live in registers.
+template <int N, NetworkOutputs Outputs, typename V, typename Exchange, std::size_t... I>
+BYZAGG_HD void apply_network_unrolled(V* x, Exchange&& exchange, std::index_sequence<I...>) {
+  using Net = SortingNetwork<N, Outputs>;
+  (exchange(x[Net::kBuilt.comparators[I].lo], x[Net::kBuilt.comparators[I].hi]), ...);
+}
+
+template <int N, NetworkOutputs Outputs, typename V, typename Exchange>
+BYZAGG_HD void apply_network(V* x, Exchange&& exchange) {
+  apply_network_unrolled<N, Outputs>(x, exchange, std::make_index_sequence<SortingNetwork<N, Outputs>::kCount>{});
+}
+
+}  // namespace core
+}  // namespace byzagg

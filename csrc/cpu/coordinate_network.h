@@ -1,0 +1,35 @@
+// The SIMD sorting-network path of the coordinate-wise kernel, one copy per ISA
+// (coordinate_network.inc compiled by coordinate_avx512.cpp and coordinate_avx2.cpp).
+#pragma once
+
+#include <cstdint>
+
+#include "../core/window.h"
+
+namespace byzagg {
+namespace cpu {
+
+// Each computes the rule on columns [begin, end') of the n rows (2 <= n <= 64), where end'
+// is the last multiple of the vector width not beyond end, and returns end'; the caller
+// does the rest. Only call the variant the CPU supports (network_isa()).
+#define BYZAGG_DECLARE_NETWORK_ISA(ISA)                                                               \
+  namespace ISA {                                                                                     \
+  int64_t coordinate_columns(const float* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f, \
+                             core::CoordinateRule rule, float* out);                                  \
+  int64_t coordinate_columns(const double* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f, \
+                             core::CoordinateRule rule, double* out);                                 \
+  }
+BYZAGG_DECLARE_NETWORK_ISA(avx512)
+BYZAGG_DECLARE_NETWORK_ISA(avx2)
+#undef BYZAGG_DECLARE_NETWORK_ISA
+
+constexpr int64_t kMaxNetworkRows = 64;
+
+enum class NetworkIsa { kNone, kAvx2, kAvx512 };
+
+// The best network variant this CPU runs (checked once). BYZAGG_CPU_ISA=avx2|none in the
+// environment caps it (to test and benchmark the other paths).
+NetworkIsa network_isa();
+
+}  // namespace cpu
+}  // namespace byzagg
