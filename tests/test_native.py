@@ -182,3 +182,49 @@ def test_build_info_is_recorded():
     if _ops.BUILD_INFO is None:
         pytest.skip("installed without the native extension")
     assert _ops.BUILD_INFO["torch"] == torch.__version__, json.dumps(_ops.BUILD_INFO)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=str)
+def test_coordinate_ops_every_network_size(dtype):
+    """Every n of the SIMD network path (2..64, padded to multiples of 8) and both sides of it,
+    with column counts that leave scalar tails, NaN in some blocks, and exact ties."""
+    require_native("cpu")
+    gen = torch.Generator().manual_seed(7)
+    for n in range(2, 67):
+        d = 300 + n  # staged half-precision blocks are 256 wide: leaves a tail too
+        G = torch.randint(-6, 7, (n, d), generator=gen).to(dtype) if n % 3 == 0 else torch.randn(n, d, generator=gen).to(dtype)
+        f_max = (n - 1) // 2
+        if f_max >= 1:
+            G[n - 1, 40:90] = math.nan  # one bad row over a few blocks
+            G[0, 60:70] = math.inf
+        for op in COORDINATE_OPS:
+            for f in ([0] if op == "median" else sorted({0, f_max // 2, f_max})):
+                args = () if op == "median" else (f,)
+                assert_close(
+                    getattr(torch.ops.byzagg, op)(G, *args), getattr(reference, op)(G, *args), dtype, f"{op} n={n} f={f}"
+                )
+
+
+@pytest.mark.parametrize("isa", ["avx2", "none"])
+def test_coordinate_ops_other_isas(isa):
+    """The AVX2 and scalar paths (BYZAGG_CPU_ISA caps the choice, read once per process)."""
+    require_native("cpu")
+    import subprocess
+    import sys
+
+    code = (
+        "import torch, byzagg\n"
+        "from byzagg import reference\n"
+        "g = torch.Generator().manual_seed(1)\n"
+        "for n in (3, 8, 17, 51, 64):\n"
+        "    G = torch.randn(n, 203, generator=g)\n"
+        "    G[0, :50] = float('nan')\n"
+        "    f = (n - 1) // 2\n"
+        "    for op, a in (('median', ()), ('trimmed_mean', (f,)), ('meamed', (f,)), ('phocas', (f,))):\n"
+        "        x, y = getattr(torch.ops.byzagg, op)(G, *a), getattr(reference, op)(G, *a)\n"
+        "        assert torch.allclose(x, y, rtol=2e-6, atol=2e-6, equal_nan=True), (op, n)\n"
+        "print('ok')\n"
+    )
+    env = dict(os.environ, BYZAGG_CPU_ISA=isa)
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]
