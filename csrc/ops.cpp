@@ -16,4 +16,5 @@ TORCH_LIBRARY(byzagg, m) {
   m.def("geometric_median(Tensor G, Tensor? weights, float eps, int max_iter, float tol) -> Tensor");
   m.def("centered_clipping(Tensor G, float tau, int iters, Tensor? center) -> Tensor");
   m.def("brsgd(Tensor G, float beta, float threshold) -> Tensor");
+  m.def("mda(Tensor G, int f) -> Tensor");
 }

@@ -649,3 +649,61 @@ def test_iterative_preconditions():
         native("geometric_median")(torch.randn(5, 3), torch.ones(4), 1e-8, 10, 1e-7)
     with pytest.raises(RuntimeError, match="centered_clipping: center must have 3 elements"):
         native("centered_clipping")(torch.randn(5, 3), 1.0, 1, torch.ones(4))
+
+
+# ---------------------------------------------------------------------------------------
+# MDA (exact search; ties to the lexicographically first subset)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_mda(dtype):
+    op = native("mda")
+    g = gen(31)
+    cases = []
+    for n, f in [(3, 1), (5, 2), (7, 3), (9, 4), (10, 2), (13, 5), (16, 7), (40, 2), (200, 1)]:
+        X = torch.randn(n, 30, generator=g, dtype=torch.float64)
+        X[:f] += 4 * torch.randn(f, 30, generator=g, dtype=torch.float64)
+        cases.append((f"randn-{n}-{f}", X, f))
+    cases += [(name, X, f) for name, X, f in adversarial_cases(seed=32)]
+    for name, X, f in cases:
+        G = X.to(dtype)
+        if not torch.isfinite(G).all():
+            continue
+        for ff in sorted({0, 1, f}):
+            assert_close(op(G, ff), impl.mda(G, ff), dtype, f"{name} f={ff} {dtype}")
+
+
+def test_mda_ties_and_nonfinite():
+    op = native("mda")
+    g = gen(33)
+    for n, f in [(7, 3), (9, 2), (11, 5), (12, 4)]:
+        X = torch.randint(-1, 2, (n, 3), generator=g).double()  # many subsets tie
+        assert torch.equal(op(X, f), impl.mda(X, f)), (n, f)
+    X = line_points([0, 1, 2, 3, 4, 5, 6])  # diameter 3 for {0..3}, {1..4}, ...: the first
+    assert torch.equal(op(X, 3), X[:4].mean(0))
+    for bad in (math.nan, math.inf, -math.inf):
+        X = torch.randn(11, 50, generator=g)
+        X[[1, 6, 8], 7] = bad
+        got = op(X, 3)
+        assert torch.isfinite(got).all()
+        assert_close(got, impl.mda(X, 3), torch.float32, f"mda {bad}")
+        X[[0, 2, 3, 9]] = bad  # more than f bad rows: every subset has diameter inf
+        assert torch.equal(op(X, 3).isnan(), impl.mda(X, 3).isnan())
+
+
+def test_mda_limit_and_public_api():
+    op = native("mda")
+    with pytest.raises(RuntimeError, match="mda requires C\\(n, f\\) <= 1000000 subsets, got n=30, f=10"):
+        op(torch.randn(30, 4), 10)
+    with pytest.raises(RuntimeError, match="mda requires n > 2f, got n=6, f=3"):
+        op(torch.randn(6, 4), 3)
+    G = torch.randn(22, 40, generator=gen(34))  # C(22, 10) = 646646: exact without enumerating
+    G[:10] += 3 * torch.randn(10, 40, generator=gen(35))
+    assert torch.equal(byzagg.mda(G, 10), op(G, 10))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = op(G, 10)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(single, op(G, 10))

@@ -8,8 +8,10 @@
 #include <torch/types.h>
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
+#include "../core/mda.h"
 #include "../core/selection.h"
 #include "distances.h"
 
@@ -104,6 +106,41 @@ at::Tensor medoid_cpu(const at::Tensor& G) {
   return G.select(0, core::medoid_row(dist.D2.data(), dist.n, dist.finite.data())).clone(at::MemoryFormat::Contiguous);
 }
 
+// MDA enumerates no subsets (csrc/core/mda.h), but keeps the documented limit of the
+// public API (byzagg.MDA_MAX_SUBSETS) so that the op and the reference accept the same.
+constexpr int64_t kMdaMaxSubsets = 1000000;
+
+// C(n, f), or kMdaMaxSubsets + 1 once it is larger.
+int64_t capped_binomial(int64_t n, int64_t f) {
+  f = std::min(f, n - f);
+  double value = 1.0;
+  for (int64_t i = 1; i <= f; ++i) {
+    value = value * static_cast<double>(n - f + i) / static_cast<double>(i);
+    if (value > static_cast<double>(kMdaMaxSubsets) + 0.5) return kMdaMaxSubsets + 1;
+  }
+  return static_cast<int64_t>(std::llround(value));
+}
+
+at::Tensor mda_cpu(const at::Tensor& G, int64_t f) {
+  check_matrix_argument(G, "mda");
+  const int64_t n = G.size(0);
+  TORCH_CHECK(f >= 0, "mda: f must be >= 0, got f=", f);
+  TORCH_CHECK(n > 2 * f, "mda requires n > 2f, got n=", n, ", f=", f);
+  TORCH_CHECK(capped_binomial(n, f) <= kMdaMaxSubsets, "mda requires C(n, f) <= ", kMdaMaxSubsets,
+              " subsets, got n=", n, ", f=", f);
+  const at::Tensor X = G.contiguous();
+  std::vector<int64_t> kept;
+  if (f == 0) {
+    kept.resize(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) kept[static_cast<size_t>(i)] = i;
+  } else {
+    SquaredDistances dist = squared_distances(X);
+    for (double& v : dist.D2) v = std::sqrt(v);  // diameters compared as the reference does
+    kept = core::mda_select(dist.D2.data(), n, f);
+  }
+  return row_set_means(X, {kept}).reshape({X.size(1)});
+}
+
 }  // namespace
 }  // namespace cpu
 
@@ -112,6 +149,7 @@ TORCH_LIBRARY_IMPL(byzagg, CPU, m) {
   m.impl("krum", &cpu::krum_cpu);
   m.impl("nnm", &cpu::nnm_cpu);
   m.impl("medoid", &cpu::medoid_cpu);
+  m.impl("mda", &cpu::mda_cpu);
 }
 
 }  // namespace byzagg
