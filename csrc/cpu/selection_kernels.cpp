@@ -22,24 +22,68 @@ namespace {
 // Coordinates per block when averaging rows: the rows' blocks stay in L1/L2.
 constexpr int64_t kMeanColumns = 1024;
 
-// For each output row o, the mean of rows[o][0, count) of X (accumulated in the
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+// Compiled for AVX-512, AVX2 and the baseline; the loader picks one (the same sums in the
+// same order in each: only the width of the vectors differs).
+#define BYZAGG_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define BYZAGG_VECTOR_CLONES
+#endif
+
+// acc[c] = (((acc[c] + rows[0][c]) + rows[1][c]) + ...): the rows added in the order given,
+// four at a time so that acc is loaded and stored once per four rows.
+template <typename T>
+#if defined(__GNUC__)
+__attribute__((always_inline))  // compiled inside each clone, for its instruction set
+#endif
+inline void add_rows_in_order(T* acc, const T* const* rows, int64_t count, int64_t width) {
+  int64_t r = 0;
+  for (; r + 4 <= count; r += 4) {
+    const T *x0 = rows[r], *x1 = rows[r + 1], *x2 = rows[r + 2], *x3 = rows[r + 3];
+#pragma omp simd
+    for (int64_t c = 0; c < width; ++c) acc[c] = acc[c] + x0[c] + x1[c] + x2[c] + x3[c];
+  }
+  for (; r < count; ++r) {
+    const T* x = rows[r];
+#pragma omp simd
+    for (int64_t c = 0; c < width; ++c) acc[c] = acc[c] + x[c];
+  }
+}
+
+BYZAGG_VECTOR_CLONES void add_rows(float* acc, const float* const* rows, int64_t count, int64_t width) {
+  add_rows_in_order(acc, rows, count, width);
+}
+
+BYZAGG_VECTOR_CLONES void add_rows(double* acc, const double* const* rows, int64_t count, int64_t width) {
+  add_rows_in_order(acc, rows, count, width);
+}
+
+// Half precision: each row converted to float, then added (the same order).
+template <typename scalar_t>
+void add_rows(float* acc, const scalar_t* const* rows, int64_t count, int64_t width) {
+  for (int64_t r = 0; r < count; ++r) {
+    const scalar_t* x = rows[r];
+    for (int64_t c = 0; c < width; ++c) acc[c] = acc[c] + static_cast<float>(x[c]);
+  }
+}
+
+// For each output row o, the mean of the rows sets[o] of X (accumulated in the
 // accumulation type, in the order given), written to out[o] (G's dtype).
 template <typename scalar_t>
-void mean_of_row_sets(const scalar_t* X, int64_t d, const std::vector<std::vector<int64_t>>& rows, scalar_t* out) {
+void mean_of_row_sets(const scalar_t* X, int64_t d, const std::vector<std::vector<int64_t>>& sets, scalar_t* out) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t outputs = static_cast<int64_t>(rows.size());
+  const int64_t outputs = static_cast<int64_t>(sets.size());
   at::parallel_for(0, d, kMeanColumns, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> acc(static_cast<size_t>(kMeanColumns));
+    std::vector<const scalar_t*> rows;
     for (int64_t c0 = begin; c0 < end; c0 += kMeanColumns) {
       const int64_t width = std::min(kMeanColumns, end - c0);
       for (int64_t o = 0; o < outputs; ++o) {
-        const std::vector<int64_t>& set = rows[static_cast<size_t>(o)];
+        const std::vector<int64_t>& set = sets[static_cast<size_t>(o)];
+        rows.clear();
+        for (int64_t r : set) rows.push_back(X + r * d + c0);
         std::fill(acc.begin(), acc.begin() + width, acc_t(0));
-        for (int64_t r : set) {
-          const scalar_t* row = X + r * d + c0;
-#pragma omp simd
-          for (int64_t c = 0; c < width; ++c) acc[c] += static_cast<acc_t>(row[c]);
-        }
+        add_rows(acc.data(), rows.data(), static_cast<int64_t>(rows.size()), width);
         const acc_t count = static_cast<acc_t>(set.size());
         scalar_t* dst = out + o * d + c0;
         for (int64_t c = 0; c < width; ++c) dst[c] = static_cast<scalar_t>(acc[c] / count);
