@@ -1,0 +1,369 @@
+"""Turn pytest-benchmark JSON from benchmarks/test_bench_cpu.py into tables and plots.
+
+    python benchmarks/report.py benchmarks/results/cpu-quick.json [more.json ...] \
+        --out benchmarks/results/cpu.md --plots benchmarks/results
+
+Every time is the minimum over rounds, and every ratio divides by a baseline of the same
+point measured in the same run (G.sum(0) and G @ G.T: the lower of the measurement before
+and after the point's cases). Several JSON files may be given: a point present in more
+than one is taken whole from the last file that has it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from collections import defaultdict
+
+TARGET = (51, 10**6)
+CW = ["median", "trimmed_mean", "meamed", "phocas"]
+ITERATIVE = ["geometric_median", "centered_clipping_1", "centered_clipping_3"]
+IMPL_ORDER = ["byzagg", "reference", "byzfl"]
+
+
+def load(paths):
+    points = {}  # (n, d) -> {"run": path, "base": {...}, "cases": {(what, kind): rec}, "meta": ...}
+    metas = []
+    for path in paths:
+        with open(path) as fh:
+            data = json.load(fh)
+        meta = data.get("byzagg", {})
+        metas.append((path, meta, data.get("datetime"), data.get("machine_info", {})))
+        by_point = defaultdict(lambda: {"base": defaultdict(list), "cases": {}})
+        for b in data["benchmarks"]:
+            e = b["extra_info"]
+            if "kind" not in e:
+                continue
+            pt = by_point[(e["n"], e["d"])]
+            t = b["stats"]["min"]
+            if e["kind"] == "baseline":
+                pt["base"][e["what"]].append(t)
+            else:
+                pt["cases"][(e["what"], e["kind"])] = dict(e, t=t, rounds=b["stats"]["rounds"])
+        for key, pt in by_point.items():
+            pt["base"] = {k: min(v) for k, v in pt["base"].items()}
+            pt["run"] = path
+            points[key] = pt
+        for s in meta.get("skips", []):
+            s["run"] = path
+    return points, metas
+
+
+def fmt_t(t):
+    if t is None:
+        return "-"
+    if t >= 1:
+        return f"{t:.2f} s"
+    if t >= 1e-3:
+        return f"{t * 1e3:.1f} ms"
+    return f"{t * 1e6:.0f} us"
+
+
+def fmt_r(r):
+    if r is None or not math.isfinite(r):
+        return "-"
+    return f"{r:.2f}x" if r < 100 else f"{r:.0f}x"
+
+
+def slope(xs, ys):
+    if len(xs) < 2:
+        return None
+    lx = [math.log(x) for x in xs]
+    ly = [math.log(y) for y in ys]
+    mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
+    den = sum((x - mx) ** 2 for x in lx)
+    return sum((x - mx) * (y - my) for x, y in zip(lx, ly)) / den if den else None
+
+
+def rules_in(points):
+    seen = {}
+    for pt in points.values():
+        for (what, _), rec in pt["cases"].items():
+            seen.setdefault(what, rec["family"])
+    return seen
+
+
+def d_sweep(points, what, kind):
+    """{n: [(d, t)]} for the rule (or baseline, kind='baseline')."""
+    out = defaultdict(list)
+    for (n, d), pt in sorted(points.items()):
+        t = pt["base"].get(what) if kind == "baseline" else pt["cases"].get((what, kind), {}).get("t")
+        if t:
+            out[n].append((d, t))
+    return out
+
+
+def n_sweep(points, what, kind):
+    out = defaultdict(list)
+    for (n, d), pt in sorted(points.items()):
+        t = pt["base"].get(what) if kind == "baseline" else pt["cases"].get((what, kind), {}).get("t")
+        if t:
+            out[d].append((n, t))
+    return out
+
+
+def fit_d(points, what, kind, dmin=10**6):
+    """Log-log slope of time vs d, d >= dmin (out of cache), at the n with the most such points."""
+    best = None
+    for n, pts in d_sweep(points, what, kind).items():
+        pts = [(d, t) for d, t in pts if d >= dmin]
+        if len(pts) >= 3 and (best is None or len(pts) > len(best[1])):
+            best = (n, pts)
+    if best is None:
+        return None, None, None
+    n, pts = best
+    return slope([d for d, _ in pts], [t for _, t in pts]), n, (pts[0][0], pts[-1][0])
+
+
+def target_rows(points):
+    rows = []
+    pt = points.get(TARGET)
+    if pt is None:
+        return rows
+    base = pt["base"]
+    s, g, tm = base.get("sum"), base.get("gram"), base.get("torch_median")
+
+    def t(what, kind="byzagg"):
+        return pt["cases"].get((what, kind), {}).get("t")
+
+    def row(name, ok, fig):
+        rows.append((name, "PASS" if ok else "MISS", fig))
+
+    for r in CW:
+        if t(r) and s:
+            row(f"{r} <= 3x G.sum(0)", t(r) / s <= 3, f"{t(r) / s:.2f}x")
+        if t(r) and tm:
+            row(f"{r} >= 10x faster than torch.median(G, 0)", tm / t(r) >= 10, f"{tm / t(r):.1f}x faster")
+    if t("pairwise_distances") and g:
+        rec = pt["cases"][("pairwise_distances", "byzagg")]
+        row("pairwise_distances <= 2x G @ G.T (exact: matches reference)", t("pairwise_distances") / g <= 2,
+            f"{t('pairwise_distances') / g:.2f}x (checked on {rec.get('checked_columns')} columns)")
+    for r, lim in (("krum", 2.5), ("multi_krum", 2.5), ("bulyan", 4.0)):
+        if t(r) and g:
+            row(f"{r} <= {lim:g}x G @ G.T" + (" (f=12)" if r == "bulyan" else ""), t(r) / g <= lim,
+                f"{t(r) / g:.2f}x")
+    for r in ITERATIVE:
+        rec = pt["cases"].get((r, "byzagg"))
+        if rec and s:
+            per = rec["t"] / rec["iters"] / s
+            row(f"{r} <= 2x G.sum(0) per iteration ({rec['iters']} iterations)", per <= 2, f"{per:.2f}x")
+    return rows
+
+
+def plot(points, out_dir, prefix):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = []
+    fams = defaultdict(list)
+    for what, fam in rules_in(points).items():
+        fams[fam].append(what)
+    styles = {"byzagg": "o-", "reference": "s--", "byzfl": "^:"}
+    for axis in ("d", "n"):
+        for fam, whats in sorted(fams.items()):
+            cols = min(3, len(whats))
+            rows_ = math.ceil(len(whats) / cols)
+            fig, axes = plt.subplots(rows_, cols, figsize=(5 * cols, 3.8 * rows_), squeeze=False)
+            for ax, what in zip(axes.flat, sorted(whats)):
+                sweep = d_sweep if axis == "d" else n_sweep
+                # the fixed value of the other axis: the one with the most byzagg points
+                cand = sweep(points, what, "byzagg")
+                if not cand:
+                    ax.set_visible(False)
+                    continue
+                fixed = max(cand, key=lambda k: (len(cand[k]), k))
+                for kind in IMPL_ORDER:
+                    pts = sweep(points, what, kind).get(fixed, [])
+                    if pts:
+                        ax.plot([p[0] for p in pts], [p[1] for p in pts], styles[kind], label=kind)
+                for b, st in (("sum", "k-"), ("gram", "k--"), ("torch_median", "c:"), ("cdist", "m:")):
+                    if b in ("torch_median",) and fam != "coordinate-wise":
+                        continue
+                    if b == "cdist" and fam != "distance-based":
+                        continue
+                    pts = sweep(points, b, "baseline").get(fixed, [])
+                    if pts:
+                        ax.plot([p[0] for p in pts], [p[1] for p in pts], st, lw=1, alpha=0.7,
+                                label={"sum": "G.sum(0)", "gram": "G @ G.T"}.get(b, b))
+                ax.set_xscale("log")
+                ax.set_yscale("log")
+                ax.set_xlabel(axis)
+                ax.set_ylabel("time per call (s)")
+                other = "n" if axis == "d" else "d"
+                ax.set_title(f"{what} ({other}={fixed:g})", fontsize=10)
+                ax.grid(True, which="major", alpha=0.3)
+                ax.legend(fontsize=7)
+            for ax in list(axes.flat)[len(whats):]:
+                ax.set_visible(False)
+            fig.suptitle(f"{fam}: time vs {axis} (log-log, float32, min over rounds)")
+            fig.tight_layout()
+            name = f"{prefix}time-vs-{axis}-{fam}.png"
+            fig.savefig(os.path.join(out_dir, name), dpi=80)
+            plt.close(fig)
+            files.append(name)
+    return files
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("json", nargs="+")
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "cpu.md"))
+    ap.add_argument("--plots", default=None, help="folder for PNGs (default: the folder of --out)")
+    ap.add_argument("--prefix", default="cpu-", help="PNG file name prefix")
+    args = ap.parse_args(argv)
+    points, metas = load(args.json)
+    plots_dir = args.plots or os.path.dirname(os.path.abspath(args.out))
+    os.makedirs(plots_dir, exist_ok=True)
+    L = []
+    w = L.append
+    w("# byzagg CPU benchmarks\n")
+    w("Generated by `benchmarks/report.py` from " + ", ".join(f"`{os.path.relpath(p)}`" for p in args.json) + ".\n")
+    for path, meta, dt, mi in metas:
+        w(f"- `{os.path.basename(path)}`: grid `{meta.get('grid')}`, {meta.get('threads')} threads, torch "
+          f"{meta.get('torch')}, {dt}, CPU: {mi.get('cpu', {}).get('brand_raw', meta.get('processor'))}; "
+          f"ByzFL: {meta.get('byzfl') or 'not run (' + str(meta.get('byzfl_error')) + ')'}"
+          f"{' (torchvision stubbed, see benchmarks/peers.py)' if meta.get('torchvision_stubbed') else ''}")
+        w(f"  - backend: {meta.get('backend')}")
+    w("")
+    w("All times: minimum over rounds (pedantic mode, 1 warm-up), float32, f = n // 4. Ratios divide by "
+      "`G.sum(0)` (one read of G) or `G @ G.T` (the Gram product) of the same point, measured in the same run "
+      "(lower of a measurement before and after the point's cases). The machine is shared and has 2 cores: "
+      "expect noise of tens of percent, more for the sub-millisecond points.\n")
+
+    # --- targets
+    w("## Targets (n = 51, d = 1e6, f = 12, 2 threads)\n")
+    rows = target_rows(points)
+    if rows:
+        w("| target | result | measured |")
+        w("|---|---|---|")
+        for name, res, fig in rows:
+            w(f"| {name} | {res} | {fig} |")
+    else:
+        w("The target point was not measured.")
+    w("")
+
+    # --- slopes
+    w("## Linear in d: log-log slope of time vs d (d >= 1e6)\n")
+    w("Fitted by least squares over the d sweep (at the n with the most points with d >= 1e6; below that G fits in cache "
+      "and even `G.sum(0)` is superlinear). "
+      "Target: byzagg's slope within 10% of 1 (0.9 to 1.1).\n")
+    w("| rule | n | d range | byzagg | reference | byzfl | result |")
+    w("|---|---|---|---|---|---|---|")
+    for what in ["sum", "gram", "torch_median", "cdist"]:
+        s_, n_, rng = fit_d(points, what, "baseline")
+        if s_ is not None:
+            w(f"| `{what}` (baseline) | {n_} | {rng[0]:.0e}..{rng[1]:.0e} | {s_:.2f} | | | |")
+    for what in sorted(rules_in(points)):
+        s_, n_, rng = fit_d(points, what, "byzagg")
+        if s_ is None:
+            continue
+        cells = []
+        for kind in ("reference", "byzfl"):
+            s2, _, _ = fit_d(points, what, kind)
+            cells.append(f"{s2:.2f}" if s2 is not None else "-")
+        res = "PASS" if 0.9 <= s_ <= 1.1 else "MISS"
+        w(f"| {what} | {n_} | {rng[0]:.0e}..{rng[1]:.0e} | {s_:.2f} | {cells[0]} | {cells[1]} | {res} |")
+    w("")
+
+    # --- slower than reference
+    w("## byzagg vs its reference\n")
+    slower = []
+    speedups = []
+    for (n, d), pt in sorted(points.items()):
+        for (what, kind), rec in pt["cases"].items():
+            if kind != "byzagg":
+                continue
+            ref = pt["cases"].get((what, "reference"))
+            if ref:
+                speedups.append(ref["t"] / rec["t"])
+                if rec["t"] > ref["t"]:
+                    slower.append((what, n, d, rec["t"], ref["t"]))
+    if speedups:
+        w(f"{len(speedups)} points with both measured; speed-up of byzagg over the reference: "
+          f"min {min(speedups):.2f}x, median {sorted(speedups)[len(speedups) // 2]:.1f}x, max {max(speedups):.0f}x.\n")
+    if slower:
+        w("**byzagg slower than the reference at:**\n")
+        w("| rule | n | d | byzagg | reference |")
+        w("|---|---|---|---|---|")
+        for what, n, d, t1, t2 in slower:
+            w(f"| {what} | {n} | {d:.0e} | {fmt_t(t1)} | {fmt_t(t2)} |")
+    else:
+        w("byzagg is not slower than its reference at any measured point (PASS).")
+    w("")
+
+    # --- baselines
+    w("## Baselines per point\n")
+    w("| n | d | G.sum(0) | G @ G.T | torch.median(G, 0) | torch.cdist(G, G) |")
+    w("|---|---|---|---|---|---|")
+    for (n, d), pt in sorted(points.items()):
+        b = pt["base"]
+        w(f"| {n} | {d:.0e} | {fmt_t(b.get('sum'))} | {fmt_t(b.get('gram'))} | "
+          f"{fmt_t(b.get('torch_median'))} | {fmt_t(b.get('cdist'))} |")
+    w("")
+
+    # --- per rule tables
+    w("## Per rule: time, and ratio to G.sum(0) / to G @ G.T of the same run\n")
+    w("Each cell: time (x G.sum(0), x G @ G.T). Iterative rules: the whole call "
+      "(geometric_median: exactly the stated iterations; per iteration = time / iterations).\n")
+    for what, fam in sorted(rules_in(points).items(), key=lambda kv: (kv[1], kv[0])):
+        w(f"### {what} ({fam})\n")
+        kinds = [k for k in IMPL_ORDER if any((what, k) in pt["cases"] for pt in points.values())]
+        w("| n | d | " + " | ".join(kinds) + (" | byzagg per iteration / G.sum(0)" if what in ITERATIVE else "") + " |")
+        w("|---|---|" + "---|" * len(kinds) + ("---|" if what in ITERATIVE else ""))
+        for (n, d), pt in sorted(points.items()):
+            if not any((what, k) in pt["cases"] for k in kinds):
+                continue
+            s, g = pt["base"].get("sum"), pt["base"].get("gram")
+            cells = []
+            for k in kinds:
+                rec = pt["cases"].get((what, k))
+                if rec is None:
+                    cells.append("skipped")
+                    continue
+                t = rec["t"]
+                cells.append(f"{fmt_t(t)} ({fmt_r(t / s if s else None)}, {fmt_r(t / g if g else None)})")
+            extra = ""
+            if what in ITERATIVE:
+                rec = pt["cases"].get((what, "byzagg"))
+                extra = f" | {fmt_r(rec['t'] / rec['iters'] / s)}" if rec and s else " | -"
+            w(f"| {n} | {d:.0e} | " + " | ".join(cells) + extra + " |")
+        w("")
+
+    # --- skips
+    w("## Skipped cases\n")
+    skips = [s for _, meta, _, _ in metas for s in meta.get("skips", [])]
+    if not skips:
+        w("None.")
+    else:
+        by_reason = defaultdict(list)
+        for s in skips:
+            reason = s["reason"]
+            key = reason.split(":")[0] if reason.startswith("memory cap") or reason.startswith("mda needs") else reason
+            if reason.startswith("estimated"):
+                key = "estimated time per call over the limit"
+            by_reason[(key, s["kind"])].append(s)
+        w("| reason | implementation | cases |")
+        w("|---|---|---|")
+        for (key, kind), items in sorted(by_reason.items()):
+            names = sorted({f"{s['what']}@n{s['n']},d{s['d']:.0e}" for s in items})
+            shown = ", ".join(names[:12]) + (f", ... ({len(names)} in all)" if len(names) > 12 else "")
+            w(f"| {key} | {kind} | {shown} |")
+    w("")
+
+    files = plot(points, plots_dir, args.prefix)
+    w("## Plots\n")
+    for f in files:
+        rel = os.path.relpath(os.path.join(plots_dir, f), os.path.dirname(os.path.abspath(args.out)))
+        w(f"![{f}]({rel})")
+    w("")
+    with open(args.out, "w") as fh:
+        fh.write("\n".join(L))
+    print(f"wrote {args.out} and {len(files)} plots in {plots_dir}")
+
+
+if __name__ == "__main__":
+    main()
