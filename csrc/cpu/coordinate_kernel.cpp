@@ -129,7 +129,7 @@ cpu::NetworkIsa cpu::network_isa() {
   static const NetworkIsa isa = [] {
     const char* cap = std::getenv("BYZAGG_CPU_ISA");
     const std::string limit = cap ? cap : "";
-    if (limit == "none" || limit == "scalar") return NetworkIsa::kNone;
+    if (limit == "none" || limit == "scalar" || limit == "generic") return NetworkIsa::kNone;
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
     __builtin_cpu_init();
     const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&

@@ -28,7 +28,7 @@ constexpr int64_t kMaxNetworkRows = 64;
 enum class NetworkIsa { kNone, kAvx2, kAvx512 };
 
 // The best network variant this CPU runs (checked once). BYZAGG_CPU_ISA=avx2|none in the
-// environment caps it (to test and benchmark the other paths).
+// environment caps it (to test and benchmark the other paths); "generic" or "none": no network.
 NetworkIsa network_isa();
 
 }  // namespace cpu
