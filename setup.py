@@ -102,7 +102,7 @@ setup(
     install_requires=["torch>=2.1", "numpy"],
     extras_require={
         "test": ["pytest", "hypothesis"],
-        "bench": ["pytest-benchmark", "matplotlib"],
+        "bench": ["pytest-benchmark", "matplotlib", "scipy"],  # + pip install --no-deps byzfl (benchmarks/peers.py)
         "train": ["tqdm", "matplotlib"],
     },
     entry_points={

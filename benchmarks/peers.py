@@ -1,6 +1,6 @@
 """Thin adapters to peer libraries, measured on the same tensors as byzagg.
 
-ByzFL (https://pypi.org/project/byzfl/, the optional `bench` extra) is installed with
+ByzFL (the package `byzfl`, the optional `bench` extra) is installed with
 `pip install --no-deps byzfl scipy`: its aggregators need only torch, numpy and scipy, but
 `import byzfl` runs the package's `__init__`, which imports its training framework and,
 through it, torchvision, which does not import beside torch 2.13 here. So before importing
