@@ -8,20 +8,10 @@
 #include <vector>
 
 #include "core/distances.h"
+#include "check.h"
 
 namespace core = byzagg::core;
 
-static int failures = 0;
-
-#define CHECK(cond, ...)                                          \
-  do {                                                            \
-    if (!(cond)) {                                                \
-      ++failures;                                                 \
-      std::printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-      std::printf(__VA_ARGS__);                                   \
-      std::printf("\n");                                          \
-    }                                                             \
-  } while (0)
 
 static void test_plan() {
   const int64_t sizes_n[] = {1, 2, 3, 4, 5, 31, 64, 65, 100, 257};

@@ -9,20 +9,10 @@
 
 #include "core/distances.h"
 #include "core/mda.h"
+#include "check.h"
 
 namespace core = byzagg::core;
 
-static int failures = 0;
-
-#define CHECK(cond, ...)                                          \
-  do {                                                            \
-    if (!(cond)) {                                                \
-      ++failures;                                                 \
-      std::printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-      std::printf(__VA_ARGS__);                                   \
-      std::printf("\n");                                          \
-    }                                                             \
-  } while (0)
 
 // The definition: every k-subset in lexicographic order, the first of least diameter.
 static std::vector<int64_t> brute_force(const std::vector<double>& D, int64_t n, int64_t k) {

@@ -6,20 +6,10 @@
 #include <vector>
 
 #include "core/passes.h"
+#include "check.h"
 
 namespace core = byzagg::core;
 
-static int failures = 0;
-
-#define CHECK(cond, ...)                                          \
-  do {                                                            \
-    if (!(cond)) {                                                \
-      ++failures;                                                 \
-      std::printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-      std::printf(__VA_ARGS__);                                   \
-      std::printf("\n");                                          \
-    }                                                             \
-  } while (0)
 
 int main() {
   for (int64_t n : {1, 2, 51, 3000, 10000})

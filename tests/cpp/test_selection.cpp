@@ -10,20 +10,10 @@
 
 #include "core/distances.h"
 #include "core/selection.h"
+#include "check.h"
 
 namespace core = byzagg::core;
 
-static int failures = 0;
-
-#define CHECK(cond, ...)                                          \
-  do {                                                            \
-    if (!(cond)) {                                                \
-      ++failures;                                                 \
-      std::printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-      std::printf(__VA_ARGS__);                                   \
-      std::printf("\n");                                          \
-    }                                                             \
-  } while (0)
 
 static const double kInf = std::numeric_limits<double>::infinity();
 static const double kNaN = std::numeric_limits<double>::quiet_NaN();
