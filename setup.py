@@ -101,7 +101,7 @@ setup(
     package_data={"byzagg": ["_build_info.json"], "byzagg.train": ["data/*"]},
     install_requires=["torch>=2.1", "numpy"],
     extras_require={
-        "test": ["pytest", "hypothesis"],
+        "test": ["pytest", "hypothesis", "tqdm", "matplotlib"],  # the harness tests make figures
         "bench": ["pytest-benchmark", "matplotlib", "scipy"],  # + pip install --no-deps byzfl (benchmarks/peers.py)
         "train": ["tqdm", "matplotlib"],
     },
