@@ -27,6 +27,15 @@ def flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def cxx_standard(torch) -> str:
+    """C++17, or C++20 where torch's headers demand it (torch 2.14 does)."""
+    header = Path(torch.utils.cpp_extension.include_paths()[0]) / "ATen" / "ATen.h"
+    try:
+        return "c++20" if "C++20 or later" in header.read_text() else "c++17"
+    except OSError:
+        return "c++17"
+
+
 def native_extensions():
     if flag("BYZAGG_NO_NATIVE"):
         print("byzagg build: BYZAGG_NO_NATIVE set, no native extension")
@@ -52,7 +61,8 @@ def native_extensions():
     sources = ["csrc/python_module.cpp", "csrc/ops.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
     debug = flag("BYZAGG_DEBUG")
     cxx = ["-O0", "-g"] if debug else ["-O3"]
-    cxx += ["-std=c++17", "-fvisibility=hidden"]
+    standard = cxx_standard(torch)
+    cxx += [f"-std={standard}", "-fvisibility=hidden"]
     link = []
     if torch.backends.openmp.is_available():
         cxx.append("-fopenmp")
@@ -60,7 +70,7 @@ def native_extensions():
     extra_compile_args = {"cxx": cxx}
     if use_cuda:
         sources += cuda_sources
-        extra_compile_args["nvcc"] = ["-O0" if debug else "-O3", "-std=c++17", "--expt-relaxed-constexpr", "-lineinfo"]
+        extra_compile_args["nvcc"] = ["-O0" if debug else "-O3", f"-std={standard}", "--expt-relaxed-constexpr", "-lineinfo"]
         Extension = CUDAExtension
     else:
         Extension = CppExtension

@@ -46,6 +46,10 @@ def _load_extension() -> tuple[bool, str]:
 
 
 NATIVE_LOADED, LOAD_STATUS = _load_extension()
+if NATIVE_LOADED:
+    from . import _fake
+
+    _fake.register()
 BUILD_INFO = _read_build_info()
 
 _DISPATCH_KEYS = {"cpu": "CPU", "cuda": "CUDA"}
@@ -66,13 +70,13 @@ def native_ops(device_type: str) -> list[str]:
     return names
 
 
-_native_cache: dict[str, frozenset] = {}
+# Looked up once, at import: resolve() must stay a plain dict lookup, which torch.compile
+# traces without a graph break.
+_NATIVE = {device_type: frozenset(native_ops(device_type)) for device_type in _DISPATCH_KEYS}
 
 
 def _has_native(name: str, device_type: str) -> bool:
-    if device_type not in _native_cache:
-        _native_cache[device_type] = frozenset(native_ops(device_type))
-    return name in _native_cache[device_type]
+    return name in _NATIVE.get(device_type, ())
 
 
 def resolve(name: str, G: torch.Tensor):

@@ -28,6 +28,23 @@ BYZAGG_HD bool ranks_before(bool finite_a, Key key_a, int64_t a, bool finite_b, 
   return a < b;
 }
 
+// The position of entry j in ranking r of the n keys keys[0, n) (with finite flags, null:
+// all finite): the number of entries that rank before it. With skip_self, entry r is left
+// out (the ranking of the other rows). The CUDA kernels rank this way, one thread per
+// entry, with no sort: order[position(j)] = j gives core::rank_rows's order.
+template <typename Key, typename Flag>
+BYZAGG_HD int64_t rank_position(const Key* keys, const Flag* finite, int64_t n, int64_t j, bool skip_self,
+                                int64_t r) {
+  const bool finite_j = finite == nullptr || static_cast<bool>(finite[j]);
+  int64_t position = 0;
+  for (int64_t l = 0; l < n; ++l) {
+    if (l == j || (skip_self && l == r)) continue;
+    const bool finite_l = finite == nullptr || static_cast<bool>(finite[l]);
+    if (ranks_before(finite_l, keys[l], l, finite_j, keys[j], j)) ++position;
+  }
+  return position;
+}
+
 // order[0, n) = 0..n-1 sorted by ranks_before(finite[i], keys[i], i, ...).
 template <typename Key, typename Flag>
 void rank_rows(const Key* keys, const Flag* finite, int64_t n, int64_t* order) {

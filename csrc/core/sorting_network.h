@@ -106,5 +106,21 @@ BYZAGG_HD void apply_network(V* x, Exchange&& exchange) {
   apply_network_unrolled<N, Outputs>(x, exchange, std::make_index_sequence<SortingNetwork<N, Outputs>::kCount>{});
 }
 
+// Bitonic sort of P (a power of two) values by P / 2 parallel comparators per step (the
+// CUDA shared-memory path): steps for size = 2, 4, ..., P and stride = size / 2, ..., 1;
+// comparator p (0 <= p < P / 2) of a step joins positions i < j below, and puts the pair
+// in ascending order when `bitonic_ascending(i, size)`, descending otherwise.
+struct BitonicPair {
+  int64_t i;
+  int64_t j;
+};
+
+BYZAGG_HD BitonicPair bitonic_pair(int64_t p, int64_t stride) {
+  const int64_t i = 2 * p - (p & (stride - 1));  // (p / stride) * 2 * stride + p % stride
+  return BitonicPair{i, i + stride};
+}
+
+BYZAGG_HD bool bitonic_ascending(int64_t i, int64_t size) { return (i & size) == 0; }
+
 }  // namespace core
 }  // namespace byzagg

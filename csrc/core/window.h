@@ -35,6 +35,13 @@ BYZAGG_HD bool nan_last_less(T a, T b) {
   return is_nan(b) ? !is_nan(a) : a < b;
 }
 
+// The order of a padded column: real values (NaN last) before padding.
+template <typename T>
+BYZAGG_HD bool padded_less(bool pad_a, T a, bool pad_b, T b) {
+  if (pad_a != pad_b) return pad_b;
+  return !pad_a && nan_last_less(a, b);
+}
+
 // Stable insertion sort in the NaN-last order: for short columns and device code.
 template <typename T>
 BYZAGG_HD void insertion_sort(T* v, int64_t n) {
