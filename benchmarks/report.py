@@ -5,8 +5,10 @@
 
 Every time is the minimum over rounds, and every ratio divides by a baseline of the same
 point measured in the same run (G.sum(0) and G @ G.T: the lower of the measurement before
-and after the point's cases). Several JSON files may be given: a point present in more
-than one is taken whole from the last file that has it.
+and after the point's cases). Several JSON files may be given: a case (rule x
+implementation at a point) present in more than one is taken from the last file that has
+it, and its ratios use the baselines of that file's run (a `--bench-only` rerun of a few
+rules updates those rules only); the baselines table shows the last run's baselines.
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ def load(paths):
         for key, pt in by_point.items():
             pt["base"] = {k: min(v) for k, v in pt["base"].items()}
             pt["run"] = path
+            for rec in pt["cases"].values():
+                rec["base"] = pt["base"]  # the baselines of the case's own run
+            if key in points:  # an earlier file's cases stay unless this run has them too
+                pt["cases"] = {**points[key]["cases"], **pt["cases"]}
             points[key] = pt
         for s in meta.get("skips", []):
             s["run"] = path
@@ -128,24 +134,32 @@ def target_rows(points):
     def t(what, kind="byzagg"):
         return pt["cases"].get((what, kind), {}).get("t")
 
+    def own(what, kind="byzagg"):
+        """The baselines of the case's own run."""
+        return pt["cases"].get((what, kind), {}).get("base", base)
+
     def row(name, ok, fig):
         rows.append((name, "PASS" if ok else "MISS", fig))
 
     for r in CW:
+        s, tm = own(r).get("sum"), own(r).get("torch_median")
         if t(r) and s:
             row(f"{r} <= 3x G.sum(0)", t(r) / s <= 3, f"{t(r) / s:.2f}x")
         if t(r) and tm:
             row(f"{r} >= 10x faster than torch.median(G, 0)", tm / t(r) >= 10, f"{tm / t(r):.1f}x faster")
+    g = own("pairwise_distances").get("gram")
     if t("pairwise_distances") and g:
         rec = pt["cases"][("pairwise_distances", "byzagg")]
         row("pairwise_distances <= 2x G @ G.T (exact: matches reference)", t("pairwise_distances") / g <= 2,
             f"{t('pairwise_distances') / g:.2f}x (checked on {rec.get('checked_columns')} columns)")
     for r, lim in (("krum", 2.5), ("multi_krum", 2.5), ("bulyan", 4.0)):
+        g = own(r).get("gram")
         if t(r) and g:
             row(f"{r} <= {lim:g}x G @ G.T" + (" (f=12)" if r == "bulyan" else ""), t(r) / g <= lim,
                 f"{t(r) / g:.2f}x")
     for r in ITERATIVE:
         rec = pt["cases"].get((r, "byzagg"))
+        s = own(r).get("sum")
         if rec and s:
             per = rec["t"] / rec["iters"] / s
             row(f"{r} <= 2x G.sum(0) per iteration ({rec['iters']} iterations)", per <= 2, f"{per:.2f}x")
@@ -325,10 +339,12 @@ def main(argv=None):
                     cells.append("skipped")
                     continue
                 t = rec["t"]
+                s, g = rec["base"].get("sum"), rec["base"].get("gram")
                 cells.append(f"{fmt_t(t)} ({fmt_r(t / s if s else None)}, {fmt_r(t / g if g else None)})")
             extra = ""
             if what in ITERATIVE:
                 rec = pt["cases"].get((what, "byzagg"))
+                s = rec["base"].get("sum") if rec else None
                 extra = f" | {fmt_r(rec['t'] / rec['iters'] / s)}" if rec and s else " | -"
             w(f"| {n} | {d:.0e} | " + " | ".join(cells) + extra + " |")
         w("")

@@ -177,11 +177,20 @@ def make_rules(resolve, module: str) -> dict:
     def geometric_median(G, weights=None, eps=1e-8, max_iter=100, tol=1e-7):
         """Geometric median argmin_z sum_i w_i ||z - g_i|| by smoothed Weiszfeld iterations.
 
-        z starts at the weighted mean; each step z <- sum_i b_i g_i / sum_i b_i with
-        b_i = w_i / max(eps, ||z - g_i||); stops after max_iter steps or when a step moves z
-        by at most tol * max(||z||, eps). Rows with non-finite values get weight zero; if no
-        row is left with positive weight, the result is all NaN. weights: (n,) finite,
-        non-negative.
+        z starts at the weighted mean of the rows of positive weight. Each of at most
+        max_iter iterations takes the Weiszfeld step z -> sum_i b_i g_i / sum_i b_i with
+        b_i = w_i / max(eps, ||z - g_i||), then goes along it as far as is best among the
+        step multiples 2^(k/4), k = 0..40 (1 to 1024: a line search, for flat objectives);
+        it stops when a step moves z by at most tol * max(eps, sum_i w_i ||z - g_i|| /
+        sum_i w_i). Then the rows themselves are candidates: if a row's objective is at most
+        the iterate's, the first such row of least objective is returned (the minimiser is
+        often a data point, where Weiszfeld converges slowly). The iterates are kept as
+        combinations of the rows and their distances come from the exact pairwise squared
+        distances, so the cost is that of pairwise_distances plus one pass over G, and an
+        iteration costs O(n^2).
+
+        Rows with non-finite values get weight zero; if no row is left with positive
+        weight, the result is all NaN. weights: (n,) finite, non-negative.
         """
         X, shape = v.as_matrix("geometric_median", G)
         n = X.shape[0]

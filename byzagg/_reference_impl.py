@@ -223,23 +223,73 @@ def mda(X, f):
     return mean_of_rows(X, best_subset)
 
 
+# Geometric median: smoothed Weiszfeld carried out on the coefficients of the iterate.
+# Every iterate is an affine combination z = sum_j c_j x_j (sum_j c_j = 1) of the rows of
+# positive weight, and for such a z, ||z - x_i||^2 = (D c)_i - c^T D c / 2 with D the exact
+# squared distances: after D, an iteration costs O(m^2) for m rows, and one last pass forms z.
+
+GM_LINE_STEPS = [2.0 ** (k / 4) for k in range(41)]  # 1 to 1024: the line search's grid
+
+
+def _gm_distances(D: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """||z - x_i|| for z = sum_j c_j x_j, from the squared distances D (c sums to 1)."""
+    Dc = D @ c
+    return torch.sqrt(torch.clamp(Dc - 0.5 * torch.dot(c, Dc), min=0.0))
+
+
+def geometric_median_coefficients(D, w, eps, max_iter, tol):
+    """(c, k): the coefficients of the Weiszfeld iterate over the m rows of D (m x m exact
+    squared distances, w > 0 their weights), and k, the row that wins the final data-point
+    check (its objective <= the iterate's), or -1.
+
+    Each of at most max_iter iterations: the Weiszfeld step delta = beta / sum(beta) - c,
+    beta_i = w_i / max(eps, dist_i), then c <- c + lam * delta with lam the point of
+    GM_LINE_STEPS (1 to 1024) where the objective along the step is least (the first on
+    ties; the change of the objective from lam = 0 is written without cancellation); stop
+    when the step's length is at most tol * max(eps, the weighted mean distance to the rows).
+    Finally the rows' own objectives sum_i w_i sqrt(D_ki) are compared with the iterate's.
+    """
+    W = w.sum()
+    c = w / W
+    if max_iter <= 0:
+        return c, -1
+    lams = torch.tensor(GM_LINE_STEPS, dtype=torch.float64, device=D.device).unsqueeze(1)
+    dist = _gm_distances(D, c)
+    for _ in range(max_iter):
+        beta = w / torch.clamp(dist, min=eps)
+        delta = beta / beta.sum() - c
+        Dd = D @ delta
+        b = 0.5 * (Dd - torch.dot(c, Dd))  # (z - x_i) . (the step in space)
+        e = float(torch.clamp(-0.5 * torch.dot(delta, Dd), min=0.0))  # its squared length
+        lam = 1.0
+        if e > 0:
+            rise = 2.0 * lams * b + lams * lams * e  # s_i(lam)^2 - s_i(0)^2
+            s = torch.sqrt(torch.clamp(dist * dist + rise, min=0.0))
+            denom = s + dist
+            change = torch.where(denom > 0, rise / torch.where(denom > 0, denom, 1.0), 0.0)
+            lam = GM_LINE_STEPS[int(torch.argmin((w * change).sum(dim=1)))]
+        c = c + lam * delta
+        dist = _gm_distances(D, c)
+        if lam * math.sqrt(e) <= tol * max(float((w * dist).sum() / W), eps):
+            break
+    objective = float((w * dist).sum())
+    points = (w * torch.sqrt(D)).sum(dim=1)
+    k = int(torch.argmin(points))
+    return c, (k if float(points[k]) <= objective else -1)
+
+
 def geometric_median(X, weights, eps, max_iter, tol):
     finite = finite_rows(X)
     w = torch.ones(X.shape[0], dtype=torch.float64, device=X.device) if weights is None else weights.to(torch.float64)
     w = torch.where(finite, w, torch.zeros_like(w))
-    if not bool((w > 0).any()):
+    active = torch.nonzero(w > 0).flatten()
+    if active.numel() == 0:
         return torch.full((X.shape[1],), math.nan, dtype=X.dtype, device=X.device)
-    P = torch.where(finite.unsqueeze(1), X.to(torch.float64), torch.zeros((), dtype=torch.float64, device=X.device))
-    z = (w.unsqueeze(1) * P).sum(dim=0) / w.sum()
-    for _ in range(max_iter):
-        dist = torch.linalg.vector_norm(P - z, dim=1)
-        beta = w / torch.clamp(dist, min=eps)
-        z_next = (beta.unsqueeze(1) * P).sum(dim=0) / beta.sum()
-        step = float(torch.linalg.vector_norm(z_next - z))
-        z = z_next
-        if step <= tol * max(float(torch.linalg.vector_norm(z)), eps):
-            break
-    return z.to(X.dtype)
+    P = X[active].to(torch.float64)
+    c, k = geometric_median_coefficients(squared_distances(P), w[active], eps, max_iter, tol)
+    if k >= 0:
+        return X[active[k]].clone()
+    return (c.unsqueeze(1) * P).sum(dim=0).to(X.dtype)
 
 
 def clipped_step(P: torch.Tensor, finite: torch.Tensor, v: torch.Tensor, tau: float) -> torch.Tensor:

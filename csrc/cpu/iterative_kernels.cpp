@@ -1,12 +1,18 @@
-// CPU kernels of the iterative rules, in float64 like the reference:
-// - geometric_median: smoothed Weiszfeld. Each iteration is one fused pass over G: per
-//   block of coordinates, the new center from the previous pass's weights, then the
-//   rows' squared distances to it (the next weights), the step and the center's norm.
-// - centered_clipping: v <- v + mean_i clip(g_i - v, tau). Pass 0 finds the non-finite
-//   rows and the distances to the start; each iteration is one fused pass (the update from
-//   the previous distances, then the distances to the new center).
-// Sums over coordinates are stored per block and added in block order (core/passes.h):
-// the same bits for any number of threads.
+// CPU kernels of the iterative rules, in float64 like the reference
+// (byzagg/_reference_impl.py, whose steps these follow):
+// - geometric_median: smoothed Weiszfeld on the coefficients of the iterate. The iterate is
+//   an affine combination z = sum_j c_j x_j of the rows of positive weight, and
+//   ||z - x_i||^2 = (D c)_i - c^T D c / 2 with D the exact squared distances
+//   (cpu::squared_distances): after D, every iteration (the Weiszfeld step, a line search
+//   along it, the stopping test) costs O(m^2) for m rows, a data-point check compares the
+//   rows' own objectives with the iterate's, and one last pass over G forms z.
+// - centered_clipping: v <- v + mean_i clip(g_i - v, tau). Pass 0 finds the non-finite rows
+//   and the distances to the start; each iteration is one fused pass per block of
+//   coordinates: the update from the previous distances, then, while the block is in
+//   cache, the distances to the new center (the last iteration needs none).
+// The block kernels (iterative_passes.inc) have AVX-512 / AVX2 copies of the same bits. Sums
+// over coordinates are stored per block and added in block order (core/passes.h): the same
+// bits for any number of threads.
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 #include <torch/types.h>
@@ -15,98 +21,95 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
 #include "../core/passes.h"
+#include "coordinate_network.h"
 #include "distances.h"
+#include "iterative_passes.h"
 
 namespace byzagg {
 namespace cpu {
+
+// The baseline copy of the block kernels, also for float16 and bfloat16.
+namespace generic {
 namespace {
-
-// Per-row state shared by the passes.
-struct Rows {
-  std::vector<uint8_t> active;   // rows that take part (positive weight and finite)
-  std::vector<double> coef;      // their coefficient in the next center
-};
-
-// Per block of coordinates: per-row sums of squared distances to the center, and the
-// block's sums of squared steps and squared center values.
-struct Partials {
-  int64_t n = 0;
-  std::vector<double> row_sums;  // blocks x n
-  std::vector<double> finite_probe;  // blocks x n: sum of x * 0, NaN for a non-finite value
-  std::vector<double> step, norm;    // blocks
-
-  Partials(int64_t rows, int64_t blocks)
-      : n(rows),
-        row_sums(static_cast<size_t>(rows * blocks), 0.0),
-        finite_probe(static_cast<size_t>(rows * blocks), 0.0),
-        step(static_cast<size_t>(blocks), 0.0),
-        norm(static_cast<size_t>(blocks), 0.0) {}
-};
-
-// Squared distance of row x to the center z on [c0, c1), and x * 0 summed (finiteness).
-template <typename scalar_t>
-void row_to_center(const scalar_t* x, const double* z, int64_t c0, int64_t c1, double* sum, double* probe) {
-  double s = 0.0, p = 0.0;
-#pragma omp simd reduction(+ : s, p)
-  for (int64_t c = c0; c < c1; ++c) {
-    const double v = static_cast<double>(x[c]);
-    const double diff = v - z[c];
-    s += diff * diff;
-    p += v * 0.0;
-  }
-  *sum = s;
-  *probe = p;
+typedef double V8d __attribute__((vector_size(64)));
+typedef float V8f __attribute__((vector_size(32)));
+#define BYZAGG_PASS_INLINE inline
+#pragma GCC diagnostic ignored "-Wpsabi"
+inline double to_double(double x) { return x; }
+inline double to_double(float x) { return static_cast<double>(x); }
+inline double to_double(c10::Half x) { return static_cast<double>(static_cast<float>(x)); }
+inline double to_double(c10::BFloat16 x) { return static_cast<double>(static_cast<float>(x)); }
+template <typename T>
+inline V8d load8(const T* p) {
+  V8d v;
+  for (int l = 0; l < 8; ++l) v[l] = to_double(p[l]);
+  return v;
 }
+#include "iterative_passes.inc"
+#undef BYZAGG_PASS_INLINE
 
-// One Weiszfeld pass over the block [c0, c1): z <- sum_i coef_i x_i / coef_sum (when
-// `update`), the step and norm of the new z, then each active row's squared distance to it
-// (when `distances`).
-template <typename scalar_t>
-void weiszfeld_block(const scalar_t* X, int64_t n, int64_t d, const Rows& rows, double coef_sum, bool update,
-                     bool distances, int64_t b, int64_t c0, int64_t c1, double* z, std::vector<double>& acc,
-                     Partials& out) {
-  if (update) {
-    const int64_t width = c1 - c0;
-    std::fill(acc.begin(), acc.begin() + width, 0.0);
-    for (int64_t i = 0; i < n; ++i) {
-      if (!rows.active[i]) continue;
-      const scalar_t* x = X + i * d + c0;
-      const double a = rows.coef[i];
-#pragma omp simd
-      for (int64_t c = 0; c < width; ++c) acc[c] += a * static_cast<double>(x[c]);
-    }
-    double step = 0.0, norm = 0.0;
-    for (int64_t c = 0; c < width; ++c) {
-      const double next = acc[c] / coef_sum;
-      const double moved = next - z[c0 + c];
-      step += moved * moved;
-      norm += next * next;
-      z[c0 + c] = next;
-    }
-    out.step[b] = step;
-    out.norm[b] = norm;
-  }
-  if (distances) {
-    for (int64_t i = 0; i < n; ++i) {
-      if (!rows.active[i]) continue;
-      row_to_center(X + i * d, z, c0, c1, &out.row_sums[b * n + i], &out.finite_probe[b * n + i]);
-    }
+template <typename T>
+void row_sums(const T* X, int64_t n, int64_t d, const uint8_t* use, const double* v, int64_t c0, int64_t c1,
+              double* sums, double* probe) {
+  row_sums_impl(X, n, d, use, v, c0, c1, sums, probe);
+}
+template <typename T>
+void clip_update(const T* X, int64_t n, int64_t d, const uint8_t* use, const double* scale, double count, double* v,
+                 int64_t c0, int64_t c1, double* acc) {
+  clip_update_impl(X, n, d, use, scale, count, v, c0, c1, acc);
+}
+template <typename T>
+void combine(const T* X, int64_t n, int64_t d, const uint8_t* use, const double* coef, double divisor, int64_t c0,
+             int64_t c1, double* out) {
+  combine_impl(X, n, d, use, coef, divisor, c0, c1, out);
+}
+template <typename T>
+void row_l1(const T* X, int64_t n, int64_t d, const uint8_t* use, const double* v, int64_t c0, int64_t c1,
+            double* sums) {
+  row_l1_impl(X, n, d, use, v, c0, c1, sums);
+}
+template <typename T>
+void brsgd_scores(const T* X, int64_t n, int64_t d, int64_t c0, int64_t c1, double* scratch, int64_t* score,
+                  uint8_t* nonfinite) {
+  brsgd_scores_impl(X, n, d, c0, c1, scratch, score, nonfinite);
+}
+}  // namespace
+
+template <typename T>
+PassKernels<T> pass_kernels() {
+  return {&row_sums<T>, &clip_update<T>, &combine<T>, &row_l1<T>, &brsgd_scores<T>};
+}
+}  // namespace generic
+
+template <typename T>
+PassKernels<T> pass_kernels() {
+  return generic::pass_kernels<T>();
+}
+template <>
+PassKernels<float> pass_kernels<float>() {
+  switch (network_isa()) {
+    case NetworkIsa::kAvx512: return avx512::float_pass_kernels();
+    case NetworkIsa::kAvx2: return avx2::float_pass_kernels();
+    default: return generic::pass_kernels<float>();
   }
 }
-
-template <typename scalar_t>
-void run_pass(const scalar_t* X, int64_t n, int64_t d, const core::PassBlocks& blocks, const Rows& rows,
-              double coef_sum, bool update, bool distances, double* z, Partials& out) {
-  at::parallel_for(0, blocks.count, 1, [&](int64_t begin, int64_t end) {
-    std::vector<double> acc(static_cast<size_t>(blocks.columns));
-    for (int64_t b = begin; b < end; ++b)
-      weiszfeld_block(X, n, d, rows, coef_sum, update, distances, b, blocks.begin(b), blocks.end(b), z, acc, out);
-  });
+template <>
+PassKernels<double> pass_kernels<double>() {
+  switch (network_isa()) {
+    case NetworkIsa::kAvx512: return avx512::double_pass_kernels();
+    case NetworkIsa::kAvx2: return avx2::double_pass_kernels();
+    default: return generic::pass_kernels<double>();
+  }
 }
+template PassKernels<c10::Half> pass_kernels<c10::Half>();
+template PassKernels<c10::BFloat16> pass_kernels<c10::BFloat16>();
+
+namespace {
 
 std::vector<double> weights_or_ones(const c10::optional<at::Tensor>& weights, int64_t n, const char* rule) {
   std::vector<double> w(static_cast<size_t>(n), 1.0);
@@ -118,56 +121,92 @@ std::vector<double> weights_or_ones(const c10::optional<at::Tensor>& weights, in
   return w;
 }
 
-template <typename scalar_t>
-void geometric_median_kernel(const scalar_t* X, int64_t n, int64_t d, std::vector<double> w, double eps,
-                             int64_t max_iter, double tol, double* z) {
-  const core::PassBlocks blocks = core::make_pass_blocks(n, d);
-  Partials partials(n, blocks.count);
-  Rows rows;
-  rows.active.assign(static_cast<size_t>(n), 0);
-  // Start: the weighted mean of the rows of positive weight, assumed finite; a row found
-  // non-finite on the way loses its weight and the pass is run again.
-  for (;;) {
-    double weight_sum = 0.0;
-    bool any = false;
-    rows.coef = w;
-    for (int64_t i = 0; i < n; ++i) {
-      rows.active[i] = w[i] > 0;
-      if (rows.active[i]) {
-        weight_sum += w[i];
-        any = true;
+// ---------------------------------------------------------------------------------------
+// Geometric median on the coefficients (the reference's geometric_median_coefficients).
+
+// The line search's steps: 2^(k/4), k = 0..40 (1 to 1024).
+constexpr int kLineSteps = 41;
+
+// dist[i] = ||z - x_i|| for z = sum_j c_j x_j, from the m x m squared distances D.
+void coefficient_distances(const std::vector<double>& D, int64_t m, const std::vector<double>& c,
+                           std::vector<double>& Dc, std::vector<double>& dist) {
+  for (int64_t i = 0; i < m; ++i) {
+    double s = 0.0;
+    for (int64_t j = 0; j < m; ++j) s += D[i * m + j] * c[j];
+    Dc[i] = s;
+  }
+  double cDc = 0.0;
+  for (int64_t i = 0; i < m; ++i) cDc += c[i] * Dc[i];
+  for (int64_t i = 0; i < m; ++i) dist[i] = std::sqrt(std::max(Dc[i] - 0.5 * cDc, 0.0));
+}
+
+// The coefficients c (over the m rows) and the row k that wins the data-point check, or -1.
+int64_t geometric_median_coefficients(const std::vector<double>& D, int64_t m, const std::vector<double>& w,
+                                      double eps, int64_t max_iter, double tol, std::vector<double>& c) {
+  double W = 0.0;
+  for (int64_t i = 0; i < m; ++i) W += w[i];
+  c.resize(static_cast<size_t>(m));
+  for (int64_t i = 0; i < m; ++i) c[i] = w[i] / W;
+  if (max_iter <= 0) return -1;
+  double steps[kLineSteps];
+  for (int k = 0; k < kLineSteps; ++k) steps[k] = std::pow(2.0, k / 4.0);
+  std::vector<double> Dc(m), dist(m), beta(m), delta(m), Dd(m), b(m);
+  coefficient_distances(D, m, c, Dc, dist);
+  for (int64_t t = 0; t < max_iter; ++t) {
+    double beta_sum = 0.0;
+    for (int64_t i = 0; i < m; ++i) {
+      beta[i] = core::weiszfeld_weight(w[i], dist[i], eps);
+      beta_sum += beta[i];
+    }
+    for (int64_t i = 0; i < m; ++i) delta[i] = beta[i] / beta_sum - c[i];
+    double cDd = 0.0, dDd = 0.0;
+    for (int64_t i = 0; i < m; ++i) {
+      double s = 0.0;
+      for (int64_t j = 0; j < m; ++j) s += D[i * m + j] * delta[j];
+      Dd[i] = s;
+    }
+    for (int64_t i = 0; i < m; ++i) cDd += c[i] * Dd[i];
+    for (int64_t i = 0; i < m; ++i) dDd += delta[i] * Dd[i];
+    for (int64_t i = 0; i < m; ++i) b[i] = 0.5 * (Dd[i] - cDd);
+    const double e = std::max(-0.5 * dDd, 0.0);
+    double lam = 1.0;
+    if (e > 0) {
+      double best = 0.0;
+      for (int k = 0; k < kLineSteps; ++k) {
+        const double l = steps[k];
+        double change = 0.0;
+        for (int64_t i = 0; i < m; ++i) {
+          const double rise = 2.0 * l * b[i] + l * l * e;
+          const double s = std::sqrt(std::max(dist[i] * dist[i] + rise, 0.0));
+          const double denom = s + dist[i];
+          change += w[i] * (denom > 0 ? rise / denom : 0.0);
+        }
+        if (k == 0 || change < best) {
+          best = change;
+          lam = l;
+        }
       }
     }
-    if (!any) {
-      std::fill(z, z + d, std::numeric_limits<double>::quiet_NaN());
-      return;
-    }
-    std::fill(z, z + d, 0.0);
-    run_pass(X, n, d, blocks, rows, weight_sum, true, true, z, partials);
-    bool restart = false;
-    for (int64_t i = 0; i < n; ++i) {
-      if (!rows.active[i]) continue;
-      const double probe = core::sum_in_block_order(partials.finite_probe.data(), blocks.count, n, i);
-      if (probe != 0.0) {
-        w[i] = 0.0;
-        restart = true;
-      }
-    }
-    if (!restart) break;
+    for (int64_t i = 0; i < m; ++i) c[i] = c[i] + lam * delta[i];
+    coefficient_distances(D, m, c, Dc, dist);
+    double mean = 0.0;
+    for (int64_t i = 0; i < m; ++i) mean += w[i] * dist[i];
+    mean /= W;
+    if (lam * std::sqrt(e) <= tol * std::max(mean, eps)) break;
   }
-  for (int64_t t = 1; t <= max_iter; ++t) {
-    double coef_sum = 0.0;
-    for (int64_t i = 0; i < n; ++i) {
-      if (!rows.active[i]) continue;
-      const double dist = std::sqrt(core::sum_in_block_order(partials.row_sums.data(), blocks.count, n, i));
-      rows.coef[i] = core::weiszfeld_weight(w[i], dist, eps);
-      coef_sum += rows.coef[i];
+  double objective = 0.0;
+  for (int64_t i = 0; i < m; ++i) objective += w[i] * dist[i];
+  int64_t best_row = -1;
+  double best_value = 0.0;
+  for (int64_t k = 0; k < m; ++k) {
+    double value = 0.0;
+    for (int64_t i = 0; i < m; ++i) value += w[i] * std::sqrt(D[k * m + i]);
+    if (best_row < 0 || value < best_value) {
+      best_row = k;
+      best_value = value;
     }
-    run_pass(X, n, d, blocks, rows, coef_sum, true, t < max_iter, z, partials);
-    const double step = std::sqrt(core::sum_in_block_order(partials.step.data(), blocks.count, 1, 0));
-    const double norm = std::sqrt(core::sum_in_block_order(partials.norm.data(), blocks.count, 1, 0));
-    if (step <= tol * std::max(norm, eps)) break;
   }
+  return best_value <= objective ? best_row : -1;
 }
 
 at::Tensor geometric_median_cpu(const at::Tensor& G, const c10::optional<at::Tensor>& weights, double eps,
@@ -180,9 +219,36 @@ at::Tensor geometric_median_cpu(const at::Tensor& G, const c10::optional<at::Ten
   const int64_t n = X.size(0), d = X.size(1);
   std::vector<double> w = weights_or_ones(weights, n, "geometric_median");
   for (double v : w) TORCH_CHECK(std::isfinite(v) && v >= 0, "geometric_median: weights must be finite and >= 0");
+  const SquaredDistances sq = squared_distances(X);
+  std::vector<int64_t> active;
+  for (int64_t i = 0; i < n; ++i)
+    if (sq.finite[i] && w[i] > 0) active.push_back(i);
+  if (active.empty()) return at::full({d}, std::numeric_limits<double>::quiet_NaN(), X.options());
+  const int64_t m = static_cast<int64_t>(active.size());
+  std::vector<double> D(static_cast<size_t>(m * m)), wa(static_cast<size_t>(m));
+  for (int64_t a = 0; a < m; ++a) {
+    wa[a] = w[active[a]];
+    for (int64_t b = 0; b < m; ++b) D[a * m + b] = sq.D2[active[a] * n + active[b]];
+  }
+  std::vector<double> c;
+  const int64_t k = geometric_median_coefficients(D, m, wa, eps, max_iter, tol, c);
+  if (k >= 0) return X[active[k]].clone();
+  std::vector<double> coef(static_cast<size_t>(n), 0.0);
+  std::vector<uint8_t> use(static_cast<size_t>(n), 0);
+  for (int64_t a = 0; a < m; ++a) {
+    coef[active[a]] = c[a];
+    use[active[a]] = 1;
+  }
   at::Tensor z = at::empty({d}, X.options().dtype(at::kDouble));
+  double* out = z.data_ptr<double>();
+  const core::PassBlocks blocks = core::make_pass_blocks(n, d);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, X.scalar_type(), "byzagg_geometric_median", [&] {
-    geometric_median_kernel<scalar_t>(X.data_ptr<scalar_t>(), n, d, w, eps, max_iter, tol, z.data_ptr<double>());
+    const PassKernels<scalar_t> kernels = pass_kernels<scalar_t>();
+    const scalar_t* data = X.data_ptr<scalar_t>();
+    at::parallel_for(0, blocks.count, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t bl = begin; bl < end; ++bl)
+        kernels.combine(data, n, d, use.data(), coef.data(), 1.0, blocks.begin(bl), blocks.end(bl), out);
+    });
   });
   return z.to(X.scalar_type());
 }
@@ -190,58 +256,40 @@ at::Tensor geometric_median_cpu(const at::Tensor& G, const c10::optional<at::Ten
 // ---------------------------------------------------------------------------------------
 // Centered clipping.
 
-// Per block: (when `update`) v <- v + sum_i scale_i (x_i - v) / n over the finite rows,
-// then (when `distances`) each row's squared distance to v and its finiteness probe.
-template <typename scalar_t>
-void clipping_block(const scalar_t* X, int64_t n, int64_t d, const std::vector<uint8_t>& finite,
-                    const std::vector<double>& scale, bool update, bool distances, int64_t b, int64_t c0, int64_t c1,
-                    double* v, std::vector<double>& acc, Partials& out) {
-  const int64_t width = c1 - c0;
-  if (update) {
-    std::fill(acc.begin(), acc.begin() + width, 0.0);
-    const double* center = v + c0;
-    for (int64_t i = 0; i < n; ++i) {
-      if (!finite[i]) continue;
-      const scalar_t* x = X + i * d + c0;
-      const double s = scale[i];
-#pragma omp simd
-      for (int64_t c = 0; c < width; ++c) acc[c] += s * (static_cast<double>(x[c]) - center[c]);
-    }
-    const double count = static_cast<double>(n);
-    for (int64_t c = 0; c < width; ++c) v[c0 + c] = v[c0 + c] + acc[c] / count;
-  }
-  if (distances) {
-    for (int64_t i = 0; i < n; ++i) {
-      if (!finite[i]) continue;
-      row_to_center(X + i * d, v, c0, c1, &out.row_sums[b * n + i], &out.finite_probe[b * n + i]);
-    }
-  }
-}
-
 template <typename scalar_t>
 void centered_clipping_kernel(const scalar_t* X, int64_t n, int64_t d, double tau, int64_t iters, double* v) {
-  const core::PassBlocks blocks = core::make_pass_blocks(n, d);
-  Partials partials(n, blocks.count);
-  std::vector<uint8_t> finite(static_cast<size_t>(n), 1);
-  std::vector<double> scale(static_cast<size_t>(n), 0.0);
-  auto pass = [&](bool update, bool distances) {
-    at::parallel_for(0, blocks.count, 1, [&](int64_t begin, int64_t end) {
-      std::vector<double> acc(static_cast<size_t>(blocks.columns));
-      for (int64_t b = begin; b < end; ++b)
-        clipping_block(X, n, d, finite, scale, update, distances, b, blocks.begin(b), blocks.end(b), v, acc, partials);
-    });
-  };
   if (iters <= 0) return;
-  pass(false, true);  // finiteness and distances to the start
+  const PassKernels<scalar_t> kernels = pass_kernels<scalar_t>();
+  const core::PassBlocks blocks = core::make_pass_blocks(n, d);
+  std::vector<double> sums(static_cast<size_t>(blocks.count * n), 0.0);
+  std::vector<double> probe(static_cast<size_t>(blocks.count * n), 0.0);
+  std::vector<uint8_t> all(static_cast<size_t>(n), 1), finite(static_cast<size_t>(n), 1);
+  std::vector<double> scale(static_cast<size_t>(n), 0.0);
+  // Pass 0: finiteness and distances to the start.
+  at::parallel_for(0, blocks.count, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b)
+      kernels.row_sums(X, n, d, all.data(), v, blocks.begin(b), blocks.end(b), sums.data() + b * n,
+                       probe.data() + b * n);
+  });
   for (int64_t i = 0; i < n; ++i)
-    finite[i] = core::sum_in_block_order(partials.finite_probe.data(), blocks.count, n, i) == 0.0;
+    finite[i] = core::sum_in_block_order(probe.data(), blocks.count, n, i) == 0.0;
+  const double count = static_cast<double>(n);
   for (int64_t t = 1; t <= iters; ++t) {
     for (int64_t i = 0; i < n; ++i) {
-      const double norm = finite[i] ? std::sqrt(core::sum_in_block_order(partials.row_sums.data(), blocks.count, n, i))
-                                    : 0.0;
+      const double norm =
+          finite[i] ? std::sqrt(core::sum_in_block_order(sums.data(), blocks.count, n, i)) : 0.0;
       scale[i] = core::clipping_scale(finite[i], norm, tau);
     }
-    pass(true, t < iters);
+    const bool distances = t < iters;
+    at::parallel_for(0, blocks.count, 1, [&](int64_t begin, int64_t end) {
+      std::vector<double> acc(static_cast<size_t>(blocks.columns));
+      for (int64_t b = begin; b < end; ++b) {
+        kernels.clip_update(X, n, d, finite.data(), scale.data(), count, v, blocks.begin(b), blocks.end(b),
+                            acc.data());
+        if (distances)
+          kernels.row_sums(X, n, d, finite.data(), v, blocks.begin(b), blocks.end(b), sums.data() + b * n, nullptr);
+      }
+    });
   }
 }
 

@@ -1,0 +1,39 @@
+// The block kernels of iterative_passes.inc, one copy per ISA (iterative_avx512.cpp,
+// iterative_avx2.cpp, and the baseline in iterative_kernels.cpp), chosen at run time with
+// network_isa() (BYZAGG_CPU_ISA caps it). All copies give the same bits.
+#pragma once
+
+#include <cstdint>
+
+namespace byzagg {
+namespace cpu {
+
+template <typename T>
+struct PassKernels {
+  void (*row_sums)(const T* X, int64_t n, int64_t d, const uint8_t* use, const double* v, int64_t c0, int64_t c1,
+                   double* sums, double* probe);
+  void (*clip_update)(const T* X, int64_t n, int64_t d, const uint8_t* use, const double* scale, double count,
+                      double* v, int64_t c0, int64_t c1, double* acc);
+  void (*combine)(const T* X, int64_t n, int64_t d, const uint8_t* use, const double* coef, double divisor,
+                  int64_t c0, int64_t c1, double* out);
+  void (*row_l1)(const T* X, int64_t n, int64_t d, const uint8_t* use, const double* v, int64_t c0, int64_t c1,
+                 double* sums);
+  void (*brsgd_scores)(const T* X, int64_t n, int64_t d, int64_t c0, int64_t c1, double* scratch, int64_t* score,
+                       uint8_t* nonfinite);
+};
+
+// The best copy this CPU runs (float, double; the baseline copy for float16 and bfloat16).
+template <typename T>
+PassKernels<T> pass_kernels();
+
+#define BYZAGG_DECLARE_PASS_ISA(ISA)       \
+  namespace ISA {                          \
+  PassKernels<float> float_pass_kernels();   \
+  PassKernels<double> double_pass_kernels(); \
+  }
+BYZAGG_DECLARE_PASS_ISA(avx512)
+BYZAGG_DECLARE_PASS_ISA(avx2)
+#undef BYZAGG_DECLARE_PASS_ISA
+
+}  // namespace cpu
+}  // namespace byzagg
