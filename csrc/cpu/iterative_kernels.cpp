@@ -25,6 +25,7 @@
 #include <limits>
 #include <vector>
 
+#include "../core/geometric_median.h"
 #include "../core/passes.h"
 #include "coordinate_network.h"
 #include "distances.h"
@@ -122,92 +123,7 @@ std::vector<double> weights_or_ones(const c10::optional<at::Tensor>& weights, in
 }
 
 // ---------------------------------------------------------------------------------------
-// Geometric median on the coefficients (the reference's geometric_median_coefficients).
-
-// The line search's steps: 2^(k/4), k = 0..40 (1 to 1024).
-constexpr int kLineSteps = 41;
-
-// dist[i] = ||z - x_i|| for z = sum_j c_j x_j, from the m x m squared distances D.
-void coefficient_distances(const std::vector<double>& D, int64_t m, const std::vector<double>& c,
-                           std::vector<double>& Dc, std::vector<double>& dist) {
-  for (int64_t i = 0; i < m; ++i) {
-    double s = 0.0;
-    for (int64_t j = 0; j < m; ++j) s += D[i * m + j] * c[j];
-    Dc[i] = s;
-  }
-  double cDc = 0.0;
-  for (int64_t i = 0; i < m; ++i) cDc += c[i] * Dc[i];
-  for (int64_t i = 0; i < m; ++i) dist[i] = std::sqrt(std::max(Dc[i] - 0.5 * cDc, 0.0));
-}
-
-// The coefficients c (over the m rows) and the row k that wins the data-point check, or -1.
-int64_t geometric_median_coefficients(const std::vector<double>& D, int64_t m, const std::vector<double>& w,
-                                      double eps, int64_t max_iter, double tol, std::vector<double>& c) {
-  double W = 0.0;
-  for (int64_t i = 0; i < m; ++i) W += w[i];
-  c.resize(static_cast<size_t>(m));
-  for (int64_t i = 0; i < m; ++i) c[i] = w[i] / W;
-  if (max_iter <= 0) return -1;
-  double steps[kLineSteps];
-  for (int k = 0; k < kLineSteps; ++k) steps[k] = std::pow(2.0, k / 4.0);
-  std::vector<double> Dc(m), dist(m), beta(m), delta(m), Dd(m), b(m);
-  coefficient_distances(D, m, c, Dc, dist);
-  for (int64_t t = 0; t < max_iter; ++t) {
-    double beta_sum = 0.0;
-    for (int64_t i = 0; i < m; ++i) {
-      beta[i] = core::weiszfeld_weight(w[i], dist[i], eps);
-      beta_sum += beta[i];
-    }
-    for (int64_t i = 0; i < m; ++i) delta[i] = beta[i] / beta_sum - c[i];
-    double cDd = 0.0, dDd = 0.0;
-    for (int64_t i = 0; i < m; ++i) {
-      double s = 0.0;
-      for (int64_t j = 0; j < m; ++j) s += D[i * m + j] * delta[j];
-      Dd[i] = s;
-    }
-    for (int64_t i = 0; i < m; ++i) cDd += c[i] * Dd[i];
-    for (int64_t i = 0; i < m; ++i) dDd += delta[i] * Dd[i];
-    for (int64_t i = 0; i < m; ++i) b[i] = 0.5 * (Dd[i] - cDd);
-    const double e = std::max(-0.5 * dDd, 0.0);
-    double lam = 1.0;
-    if (e > 0) {
-      double best = 0.0;
-      for (int k = 0; k < kLineSteps; ++k) {
-        const double l = steps[k];
-        double change = 0.0;
-        for (int64_t i = 0; i < m; ++i) {
-          const double rise = 2.0 * l * b[i] + l * l * e;
-          const double s = std::sqrt(std::max(dist[i] * dist[i] + rise, 0.0));
-          const double denom = s + dist[i];
-          change += w[i] * (denom > 0 ? rise / denom : 0.0);
-        }
-        if (k == 0 || change < best) {
-          best = change;
-          lam = l;
-        }
-      }
-    }
-    for (int64_t i = 0; i < m; ++i) c[i] = c[i] + lam * delta[i];
-    coefficient_distances(D, m, c, Dc, dist);
-    double mean = 0.0;
-    for (int64_t i = 0; i < m; ++i) mean += w[i] * dist[i];
-    mean /= W;
-    if (lam * std::sqrt(e) <= tol * std::max(mean, eps)) break;
-  }
-  double objective = 0.0;
-  for (int64_t i = 0; i < m; ++i) objective += w[i] * dist[i];
-  int64_t best_row = -1;
-  double best_value = 0.0;
-  for (int64_t k = 0; k < m; ++k) {
-    double value = 0.0;
-    for (int64_t i = 0; i < m; ++i) value += w[i] * std::sqrt(D[k * m + i]);
-    if (best_row < 0 || value < best_value) {
-      best_row = k;
-      best_value = value;
-    }
-  }
-  return best_value <= objective ? best_row : -1;
-}
+// Geometric median: the coefficients' iteration is csrc/core/geometric_median.h.
 
 at::Tensor geometric_median_cpu(const at::Tensor& G, const c10::optional<at::Tensor>& weights, double eps,
                                 int64_t max_iter, double tol) {
@@ -220,25 +136,18 @@ at::Tensor geometric_median_cpu(const at::Tensor& G, const c10::optional<at::Ten
   std::vector<double> w = weights_or_ones(weights, n, "geometric_median");
   for (double v : w) TORCH_CHECK(std::isfinite(v) && v >= 0, "geometric_median: weights must be finite and >= 0");
   const SquaredDistances sq = squared_distances(X);
-  std::vector<int64_t> active;
-  for (int64_t i = 0; i < n; ++i)
-    if (sq.finite[i] && w[i] > 0) active.push_back(i);
-  if (active.empty()) return at::full({d}, std::numeric_limits<double>::quiet_NaN(), X.options());
-  const int64_t m = static_cast<int64_t>(active.size());
-  std::vector<double> D(static_cast<size_t>(m * m)), wa(static_cast<size_t>(m));
-  for (int64_t a = 0; a < m; ++a) {
-    wa[a] = w[active[a]];
-    for (int64_t b = 0; b < m; ++b) D[a * m + b] = sq.D2[active[a] * n + active[b]];
-  }
-  std::vector<double> c;
-  const int64_t k = geometric_median_coefficients(D, m, wa, eps, max_iter, tol, c);
-  if (k >= 0) return X[active[k]].clone();
-  std::vector<double> coef(static_cast<size_t>(n), 0.0);
   std::vector<uint8_t> use(static_cast<size_t>(n), 0);
-  for (int64_t a = 0; a < m; ++a) {
-    coef[active[a]] = c[a];
-    use[active[a]] = 1;
+  bool any = false;
+  for (int64_t i = 0; i < n; ++i) {
+    use[i] = sq.finite[i] && w[i] > 0;
+    any = any || use[i];
   }
+  if (!any) return at::full({d}, std::numeric_limits<double>::quiet_NaN(), X.options());
+  std::vector<double> coef(static_cast<size_t>(n), 0.0);
+  std::vector<double> scratch(static_cast<size_t>(core::geometric_median_scratch(n)));
+  const int64_t k = core::geometric_median_coefficients(sq.D2.data(), n, use.data(), w.data(), eps, max_iter, tol,
+                                                        coef.data(), scratch.data());
+  if (k >= 0) return X[k].clone();
   at::Tensor z = at::empty({d}, X.options().dtype(at::kDouble));
   double* out = z.data_ptr<double>();
   const core::PassBlocks blocks = core::make_pass_blocks(n, d);

@@ -2,12 +2,13 @@
 // - centered_clipping: per iteration one pass for the rows' distances to the center
 //   (passes.cuh) and one for the update v <- v + (sum_i scale_i (g_i - v)) / n, rows added
 //   in index order, non-finite rows left out (scale 0);
-// - geometric_median: smoothed Weiszfeld from the weighted mean; per iteration one pass for
-//   the distances, a one-block kernel for the weights, one pass for the new center with its
-//   step and norm per block, and a one-thread kernel that sets a device flag once the step
-//   is small enough: the remaining launches return at once, and the host never waits.
+// - geometric_median: the exact distance matrix (distance_kernels.cu), the iteration on
+//   the coefficients of the iterate (csrc/core/geometric_median.h, the CPU's code) in one
+//   device thread (O(iterations x n^2) sequential work: fine for tens to hundreds of rows,
+//   slow for thousands), then one pass over G for the result. No host synchronisation.
 #include <c10/util/Optional.h>
 
+#include "../core/geometric_median.h"
 #include "../core/passes.h"
 #include "passes.cuh"
 
@@ -37,76 +38,43 @@ __global__ void clipping_scale_kernel(const double* __restrict__ norms, const ui
   if (i < n) scale[i] = core::clipping_scale(finite[i] != 0, norms[i], tau);
 }
 
-// One block: coef[i] = the row's weight (0 for a non-finite row), or its Weiszfeld weight
-// w_i / max(distance_i, eps) when `distances` is given; coef_sum[0] = their sum in order.
-__global__ void weiszfeld_coef_kernel(const double* __restrict__ weights, const uint8_t* __restrict__ finite,
-                                      const double* __restrict__ distances, int64_t n, double eps,
-                                      const int* __restrict__ done, double* __restrict__ coef,
-                                      double* __restrict__ coef_sum) {
-  if (done != nullptr && *done) return;
-  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
-    const double w = finite[i] ? weights[i] : 0.0;
-    coef[i] = (distances == nullptr || w == 0.0) ? w : core::weiszfeld_weight(w, distances[i], eps);
+// One thread: the coefficients' iteration of csrc/core/geometric_median.h on the exact
+// squared distances; *choice = the row that wins the data-point check, -1 for the iterate,
+// -2 when no row is active (the result is all NaN).
+__global__ void geometric_median_coefficients_kernel(const double* __restrict__ D2, const uint8_t* __restrict__ active,
+                                                     const double* __restrict__ w, int64_t n, double eps,
+                                                     int64_t max_iter, double tol, double* __restrict__ coef,
+                                                     double* __restrict__ scratch, int64_t* __restrict__ choice) {
+  bool any = false;
+  for (int64_t i = 0; i < n; ++i) any = any || active[i];
+  if (!any) {
+    *choice = -2;
+    return;
   }
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    double sum = 0.0;
-    for (int64_t i = 0; i < n; ++i) sum += coef[i];
-    coef_sum[0] = sum;
-  }
+  *choice = core::geometric_median_coefficients(D2, n, active, w, eps, max_iter, tol, coef, scratch);
 }
 
-// Per pass block: z_next[c] = sum_i coef_i x_ic / coef_sum over the rows with a nonzero
-// coefficient (in index order); when `z` is given, the block's sums of (z_next - z)^2 and
-// z_next^2 go to step[b] and norm[b].
+// z[c] = X[choice][c] (a data point wins), sum over active j of coef_j x_jc (j ascending,
+// in double), or NaN (no active row).
 template <typename scalar_t>
-__global__ void weiszfeld_center_kernel(const scalar_t* __restrict__ X, int64_t n, int64_t d, core::PassBlocks blocks,
-                                        const double* __restrict__ coef, const double* __restrict__ coef_sum,
-                                        const double* __restrict__ z, const int* __restrict__ done,
-                                        double* __restrict__ z_next, double* __restrict__ step,
-                                        double* __restrict__ norm) {
-  if (done != nullptr && *done) return;
-  __shared__ double shared[kThreads];
-  const int64_t b = blockIdx.x;
-  const double total = coef_sum[0];
-  double step_sum = 0.0, norm_sum = 0.0;
-  for (int64_t c = blocks.begin(b) + threadIdx.x; c < blocks.end(b); c += blockDim.x) {
-    double sum = 0.0;
-    for (int64_t i = 0; i < n; ++i) {
-      const double a = coef[i];
-      if (a != 0.0) sum += a * static_cast<double>(X[i * d + c]);
-    }
-    const double value = sum / total;
-    z_next[c] = value;
-    if (z != nullptr) {
-      const double diff = value - z[c];
-      step_sum += diff * diff;
-      norm_sum += value * value;
-    }
-  }
-  if (z == nullptr) return;
-  step_sum = block_sum(step_sum, shared);
-  norm_sum = block_sum(norm_sum, shared);
-  if (threadIdx.x == 0) {
-    step[b] = step_sum;
-    norm[b] = norm_sum;
-  }
-}
-
-__global__ void copy_unless_done_kernel(const double* __restrict__ from, int64_t count, const int* __restrict__ done,
-                                        double* __restrict__ to) {
-  if (*done) return;
+__global__ void geometric_median_result_kernel(const scalar_t* __restrict__ X, int64_t n, int64_t d,
+                                               const uint8_t* __restrict__ active, const double* __restrict__ coef,
+                                               const int64_t* __restrict__ choice, scalar_t* __restrict__ out) {
   const int64_t c = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (c < count) to[c] = from[c];
-}
-
-// Stops the iteration once the step is at most tol * max(||z||, eps) (the reference's test).
-__global__ void weiszfeld_converged_kernel(const double* __restrict__ step, const double* __restrict__ norm,
-                                           int64_t blocks, double tol, double eps, int* __restrict__ done) {
-  if (*done) return;
-  const double step_norm = sqrt(core::sum_in_block_order(step, blocks, 1, 0));
-  const double z_norm = sqrt(core::sum_in_block_order(norm, blocks, 1, 0));
-  if (step_norm <= tol * (z_norm > eps ? z_norm : eps)) *done = 1;
+  if (c >= d) return;
+  const int64_t k = *choice;
+  if (k >= 0) {
+    out[c] = X[k * d + c];
+    return;
+  }
+  if (k == -2) {
+    out[c] = static_cast<scalar_t>(quiet_nan<double>());
+    return;
+  }
+  double sum = 0.0;
+  for (int64_t j = 0; j < n; ++j)
+    if (active[j]) sum += coef[j] * static_cast<double>(X[j * d + c]);
+  out[c] = static_cast<scalar_t>(sum);
 }
 
 void check_vector(const at::Tensor& t, const at::Tensor& G, int64_t size, const char* rule, const char* what) {
@@ -163,48 +131,23 @@ at::Tensor geometric_median_cuda(const at::Tensor& G, const c10::optional<at::Te
   } else {
     w = at::ones({n}, doubles);
   }
-  RowTotals rows(X);
-  rows.run(X, nullptr, RowSum::kSquared, /*root=*/false, nullptr);  // which rows are finite
+  const SquaredDistances dist = squared_distances(X);
+  const at::Tensor active = at::logical_and(dist.finite.to(at::kBool), w > 0).to(at::kByte);
   at::Tensor coef = at::empty({n}, doubles);
-  at::Tensor coef_sum = at::empty({1}, doubles);
-  at::Tensor z = at::empty({d}, doubles);
-  at::Tensor z_next = at::empty({d}, doubles);
-  at::Tensor step = at::empty({rows.blocks.count}, doubles);
-  at::Tensor norm = at::empty({rows.blocks.count}, doubles);
-  at::Tensor done = at::zeros({1}, X.options().dtype(at::kInt));
-  const unsigned pass_blocks = static_cast<unsigned>(rows.blocks.count);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, X.scalar_type(), "byzagg_weiszfeld_cuda", [&] {
-    const scalar_t* x = X.data_ptr<scalar_t>();
-    // Start: the weighted mean of the finite rows (all NaN when no weight is positive).
-    weiszfeld_coef_kernel<<<1, kThreads, 0, current_stream()>>>(w.data_ptr<double>(), rows.finite.data_ptr<uint8_t>(),
-                                                                nullptr, n, eps, nullptr, coef.data_ptr<double>(),
-                                                                coef_sum.data_ptr<double>());
+  at::Tensor scratch = at::empty({core::geometric_median_scratch(n)}, doubles);
+  at::Tensor choice = at::empty({1}, X.options().dtype(at::kLong));
+  geometric_median_coefficients_kernel<<<1, 1, 0, current_stream()>>>(
+      dist.D2.data_ptr<double>(), active.data_ptr<uint8_t>(), w.data_ptr<double>(), n, eps, max_iter, tol,
+      coef.data_ptr<double>(), scratch.data_ptr<double>(), choice.data_ptr<int64_t>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  at::Tensor out = at::empty({d}, X.options());
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, X.scalar_type(), "byzagg_geometric_median_cuda", [&] {
+    geometric_median_result_kernel<scalar_t><<<static_cast<unsigned>(blocks_for(d)), kThreads, 0, current_stream()>>>(
+        X.data_ptr<scalar_t>(), n, d, active.data_ptr<uint8_t>(), coef.data_ptr<double>(), choice.data_ptr<int64_t>(),
+        out.data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
-    weiszfeld_center_kernel<scalar_t><<<pass_blocks, kThreads, 0, current_stream()>>>(
-        x, n, d, rows.blocks, coef.data_ptr<double>(), coef_sum.data_ptr<double>(), nullptr, nullptr,
-        z.data_ptr<double>(), nullptr, nullptr);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-    const int* flag = done.data_ptr<int>();
-    RowTotals distances(X);
-    for (int64_t it = 0; it < max_iter; ++it) {
-      distances.run(X, z.data_ptr<double>(), RowSum::kSquared, /*root=*/true, flag);
-      weiszfeld_coef_kernel<<<1, kThreads, 0, current_stream()>>>(
-          w.data_ptr<double>(), rows.finite.data_ptr<uint8_t>(), distances.total.data_ptr<double>(), n, eps, flag,
-          coef.data_ptr<double>(), coef_sum.data_ptr<double>());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-      weiszfeld_center_kernel<scalar_t><<<pass_blocks, kThreads, 0, current_stream()>>>(
-          x, n, d, rows.blocks, coef.data_ptr<double>(), coef_sum.data_ptr<double>(), z.data_ptr<double>(), flag,
-          z_next.data_ptr<double>(), step.data_ptr<double>(), norm.data_ptr<double>());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-      copy_unless_done_kernel<<<static_cast<unsigned>(blocks_for(d)), kThreads, 0, current_stream()>>>(
-          z_next.data_ptr<double>(), d, flag, z.data_ptr<double>());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-      weiszfeld_converged_kernel<<<1, 1, 0, current_stream()>>>(step.data_ptr<double>(), norm.data_ptr<double>(),
-                                                               rows.blocks.count, tol, eps, done.data_ptr<int>());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    }
   });
-  return z.to(G.scalar_type());
+  return out;
 }
 
 }  // namespace
