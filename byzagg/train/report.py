@@ -248,8 +248,8 @@ def mean_band(runs: list[dict], section: str, field: str):
 
 def value_scale(series) -> tuple[str, dict]:
     """A y scale for these curves: linear unless their nonzero magnitudes span two decades or
-    more; then log if all are positive, else symlog, linear below the 10th percentile of the
-    magnitudes (signed values such as s_t)."""
+    more; then log if all are positive, else symlog, linear below the power of ten under the 10th
+    percentile of the magnitudes (signed values such as s_t)."""
     values = np.concatenate([np.asarray(v, dtype=float).ravel() for v in series]) if series else np.zeros(0)
     values = values[np.isfinite(values)]
     magnitudes = np.abs(values[values != 0])
@@ -257,7 +257,8 @@ def value_scale(series) -> tuple[str, dict]:
         return "linear", {}
     if (values > 0).all():
         return "log", {}
-    return "symlog", {"linthresh": float(np.percentile(magnitudes, 10))}
+    # a power of ten, so that the ticks at +-linthresh are decades like the others
+    return "symlog", {"linthresh": float(10 ** np.floor(np.log10(np.percentile(magnitudes, 10))))}
 
 
 def save_figure(fig, path: Path, title: str) -> Path:
