@@ -8,9 +8,13 @@ Figures (PNG):
   submitted honest vectors, server vs worker momentum, one panel per rule (log scale:
   geometric mean over seeds, band = one std of log10), and dashed the ratio of the raw
   gradients of the worker-momentum runs (same trajectory, before momentum).
+- ``curvature-<dataset>-<preset>-f<f>-<attack>-<lr>.png``: the curvature term s_t
+  (``study.curvature``), server vs worker momentum, one panel per rule, mean and std over
+  seeds; s_t is signed, so a symlog axis when it spans two decades or more (value_scale).
 Table (``report.md``, also ``summary.json``): per attacked setup, the maximum accuracy over
 the run (mean +- std over seeds) with momentum at the server and at the workers, the gain,
-the baseline's, the median variance-norm ratio, the mean wall time per run.
+the baseline's, the median variance-norm ratio, the mean wall time per run; then the
+figures, one section per attacked setup.
 """
 
 from __future__ import annotations
@@ -233,6 +237,100 @@ def claims_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+PLACEMENT_COLOURS = (("server", "tab:red"), ("worker", "tab:blue"))
+
+
+def mean_band(runs: list[dict], section: str, field: str):
+    """curves() as (steps, mean, mean - std, mean + std), the shape log_curves() returns."""
+    steps, mean, std = curves(runs, section, field)
+    return steps, mean, mean - std, mean + std
+
+
+def value_scale(series) -> tuple[str, dict]:
+    """A y scale for these curves: linear unless their nonzero magnitudes span two decades or
+    more; then log if all are positive, else symlog, linear below the power of ten under the 10th
+    percentile of the magnitudes (signed values such as s_t)."""
+    values = np.concatenate([np.asarray(v, dtype=float).ravel() for v in series]) if series else np.zeros(0)
+    values = values[np.isfinite(values)]
+    magnitudes = np.abs(values[values != 0])
+    if magnitudes.size == 0 or magnitudes.max() < 100 * magnitudes.min():
+        return "linear", {}
+    if (values > 0).all():
+        return "log", {}
+    # a power of ten, so that the ticks at +-linthresh are decades like the others
+    return "symlog", {"linthresh": float(10 ** np.floor(np.log10(np.percentile(magnitudes, 10))))}
+
+
+def save_figure(fig, path: Path, title: str) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_placements_by_rule(
+    by: dict, rules: list[str], band, ylabel: str, title: str, path: Path, label: str = "", dashed=None, scale=None
+) -> Path:
+    """One panel per rule, momentum at the server vs at the workers, each a curve with a band
+    over seeds. band(runs) -> (steps, centre, low, high); dashed: (band, label) of an extra
+    curve of the worker-momentum runs; scale: a y scale name, or None to pick it from the
+    curves (value_scale)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(rules), figsize=(4.5 * len(rules), 3.8), squeeze=False)
+    drawn = []
+    for ax, rule in zip(axes[0], rules):
+        for placement, colour in PLACEMENT_COLOURS:
+            if (rule, placement) in by:
+                s, m, low, high = band(by[(rule, placement)])
+                ax.plot(s, m, color=colour, label=f"momentum at {placement}{label}")
+                ax.fill_between(s, low, high, alpha=0.2, color=colour)
+                drawn += [m, low, high]
+                if dashed and placement == "worker":
+                    s, m, _, _ = dashed[0](by[(rule, placement)])
+                    ax.plot(s, m, "--", color=colour, alpha=0.7, lw=1, label=dashed[1])
+        ax.set_title(rule)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    name, options = (scale, {}) if scale else value_scale(drawn)
+    for ax in axes[0]:
+        ax.set_yscale(name, **options)
+    axes[0][0].set_ylabel(ylabel)
+    axes[0][-1].legend(fontsize=8)
+    return save_figure(fig, path, title)
+
+
+def figure_stems(results: list[dict]) -> dict[tuple, str]:
+    """Attacked group key -> the stem of its figures' names."""
+    return {
+        key: f"{key[0]}-{key[1]}-f{key[3]}-{key[4]}-{key[5]}"
+        for key in sorted({group_key(r["config"]) for r in results if r["config"]["attack"] != "none"})
+    }
+
+
+FIGURES = (
+    ("accuracy", "top-1 accuracy"),
+    ("ratio", "variance-norm ratio"),
+    ("curvature", "curvature term s_t"),
+)
+
+
+def figures_markdown(results: list[dict], figures: list[Path]) -> str:
+    """A section that shows these figures (written next to report.md), one subsection per
+    attacked group."""
+    names = {Path(p).name for p in figures}
+    lines = ["## Figures", ""]
+    for (dataset, preset, n, f, attack, lr, _), stem in figure_stems(results).items():
+        shown = [(kind, text) for kind, text in FIGURES if f"{kind}-{stem}.png" in names]
+        if shown:
+            lines += [f"### {dataset} ({preset}), n={n}, f={f}, attack {attack}, {lr}", ""]
+            lines += [f"![{text}]({kind}-{stem}.png)" for kind, text in shown] + [""]
+    return "\n".join(lines) + "\n" if len(lines) > 2 else ""
+
+
 def plot_groups(results: list[dict], out: Path) -> list[Path]:
     import matplotlib
 
@@ -246,10 +344,11 @@ def plot_groups(results: list[dict], out: Path) -> list[Path]:
         (baselines if c["attack"] == "none" else groups)[group_key(c)].append(r)
     written = []
     colours = {"krum": "tab:blue", "median": "tab:orange", "bulyan": "tab:green", "average": "black"}
+    stems = figure_stems(results)
     for key, runs in sorted(groups.items()):
         dataset, preset, n, f, attack, lr, steps = key
         baseline = baselines.get((dataset, preset, n, f, "none", lr, steps), [])
-        stem = f"{dataset}-{preset}-f{f}-{attack}-{lr}"
+        stem, title = stems[key], f"{dataset} ({preset}), n={n}, f={f}, attack {attack}, {lr}"
         by = defaultdict(list)
         for r in runs:
             by[(r["config"]["rule"], r["config"]["momentum"])].append(r)
@@ -272,37 +371,34 @@ def plot_groups(results: list[dict], out: Path) -> list[Path]:
         axes[0].set_ylabel("top-1 test accuracy")
         axes[0].set_ylim(0, 1)
         axes[1].legend(loc="lower right", fontsize=8)
-        fig.suptitle(f"{dataset} ({preset}), n={n}, f={f}, attack {attack}, {lr}")
-        fig.tight_layout()
-        path = out / f"accuracy-{stem}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
+        written.append(save_figure(fig, out / f"accuracy-{stem}.png", title))
 
-        fig, axes = plt.subplots(1, len(rules), figsize=(4.5 * len(rules), 3.8), squeeze=False)
-        for ax, rule in zip(axes[0], rules):
-            for placement, colour in (("server", "tab:red"), ("worker", "tab:blue")):
-                if (rule, placement) in by:
-                    s, m, low, high = log_curves(by[(rule, placement)], "study", "vn_ratio_submitted")
-                    ax.plot(s, m, color=colour, label=f"momentum at {placement}: submitted")
-                    ax.fill_between(s, low, high, alpha=0.2, color=colour)
-                    if placement == "worker":
-                        s, m, _, _ = log_curves(by[(rule, placement)], "study", "vn_ratio_sampled")
-                        ax.plot(
-                            s, m, "--", color=colour, alpha=0.7, lw=1, label="momentum at worker: sampled gradients"
-                        )
-            ax.set_yscale("log")
-            ax.set_title(rule)
-            ax.set_xlabel("step")
-            ax.grid(alpha=0.3)
-        axes[0][0].set_ylabel("variance-norm ratio (submitted)")
-        axes[0][-1].legend(fontsize=8)
-        fig.suptitle(f"{dataset} ({preset}), n={n}, f={f}, attack {attack}, {lr}")
-        fig.tight_layout()
-        path = out / f"ratio-{stem}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
+        written.append(
+            plot_placements_by_rule(
+                by,
+                rules,
+                lambda runs: log_curves(runs, "study", "vn_ratio_submitted"),
+                "variance-norm ratio (submitted)",
+                title,
+                out / f"ratio-{stem}.png",
+                label=": submitted",
+                dashed=(
+                    lambda runs: log_curves(runs, "study", "vn_ratio_sampled"),
+                    "momentum at worker: sampled gradients",
+                ),
+                scale="log",
+            )
+        )
+        written.append(
+            plot_placements_by_rule(
+                by,
+                rules,
+                lambda runs: mean_band(runs, "study", "curvature"),
+                "curvature term s_t (mean ± std)",
+                title,
+                out / f"curvature-{stem}.png",
+            )
+        )
     return written
 
 
@@ -320,7 +416,8 @@ def make_report(results_dir, out_dir: str | Path | None = None, plots: bool = Tr
         f"{compute / 3600:.2f} h ({compute / max(len(results), 1):.1f} s per run). Max accuracy = best "
         "top-1 test accuracy over the evaluations of a run; mean ± std over seeds.\n\n"
     )
-    (out / "report.md").write_text(header + table + "\n" + claims_markdown(rows))
-    (out / "summary.json").write_text(json.dumps(rows, indent=1))
     figures = plot_groups(results, out) if plots and results else []
+    figures_md = figures_markdown(results, figures)
+    (out / "report.md").write_text(header + table + "\n" + claims_markdown(rows) + (figures_md and "\n" + figures_md))
+    (out / "summary.json").write_text(json.dumps(rows, indent=1))
     return {"runs": len(results), "setups": len(rows), "out": str(out), "figures": [str(p) for p in figures]}
