@@ -69,6 +69,22 @@ inline std::vector<int64_t> neighbour_lists(const double* D2, int64_t n) {
   return lists;
 }
 
+// Row i's Krum score within the active rows: the sum of D2[i][j] over the first
+// `neighbours` active rows j of its neighbour list (the other rows by ascending distance).
+template <typename Flag>
+BYZAGG_HD double krum_score_within(const double* D2, int64_t n, const int64_t* list, const Flag* active,
+                                   int64_t neighbours, int64_t i) {
+  double sum = 0.0;
+  int64_t taken = 0;
+  for (int64_t k = 0; k < n - 1 && taken < neighbours; ++k) {
+    const int64_t j = list[k];
+    if (!active[j]) continue;
+    sum += D2[i * n + j];
+    ++taken;
+  }
+  return sum;
+}
+
 // Krum scores within the active rows: for each active row i, the sum of D2[i][j] over its
 // `neighbours` nearest active rows j != i, in ascending order (0 when neighbours <= 0).
 // Inactive rows get no score (their entry is left as is).
@@ -77,16 +93,7 @@ void krum_scores_within(const double* D2, int64_t n, const std::vector<int64_t>&
                         int64_t neighbours, double* scores) {
   for (int64_t i = 0; i < n; ++i) {
     if (!active[i]) continue;
-    const int64_t* list = lists.data() + i * (n - 1);
-    double sum = 0.0;
-    int64_t taken = 0;
-    for (int64_t k = 0; k < n - 1 && taken < neighbours; ++k) {
-      const int64_t j = list[k];
-      if (!active[j]) continue;
-      sum += D2[i * n + j];
-      ++taken;
-    }
-    scores[i] = sum;
+    scores[i] = krum_score_within(D2, n, lists.data() + i * (n - 1), active, neighbours, i);
   }
 }
 

@@ -25,31 +25,6 @@ inline double to_double(float x) { return static_cast<double>(x); }
 
 #include "iterative_passes.inc"
 
-template <typename T>
-void row_sums(const T* X, int64_t n, int64_t d, const uint8_t* use, const double* v, int64_t c0, int64_t c1,
-              double* sums, double* probe) {
-  row_sums_impl(X, n, d, use, v, c0, c1, sums, probe);
-}
-template <typename T>
-void clip_update(const T* X, int64_t n, int64_t d, const uint8_t* use, const double* scale, double count, double* v,
-                 int64_t c0, int64_t c1, double* acc) {
-  clip_update_impl(X, n, d, use, scale, count, v, c0, c1, acc);
-}
-template <typename T>
-void combine(const T* X, int64_t n, int64_t d, const uint8_t* use, const double* coef, double divisor, int64_t c0,
-             int64_t c1, double* out) {
-  combine_impl(X, n, d, use, coef, divisor, c0, c1, out);
-}
-template <typename T>
-void row_l1(const T* X, int64_t n, int64_t d, const uint8_t* use, const double* v, int64_t c0, int64_t c1,
-            double* sums) {
-  row_l1_impl(X, n, d, use, v, c0, c1, sums);
-}
-template <typename T>
-void brsgd_scores(const T* X, int64_t n, int64_t d, int64_t c0, int64_t c1, double* scratch, int64_t* score,
-                  uint8_t* nonfinite) {
-  brsgd_scores_impl(X, n, d, c0, c1, scratch, score, nonfinite);
-}
 #undef BYZAGG_PASS_INLINE
 
 }  // namespace

@@ -164,15 +164,7 @@ __global__ void bulyan_select_kernel(const double* __restrict__ D2, const int64_
     int64_t best = -1;
     for (int64_t i = t; i < n; i += blockDim.x) {
       if (!active[i]) continue;
-      const int64_t* list = lists + i * (n - 1);
-      double sum = 0.0;
-      int64_t taken = 0;
-      for (int64_t k = 0; k < n - 1 && taken < neighbours; ++k) {
-        const int64_t j = list[k];
-        if (!active[j]) continue;
-        sum += D2[i * n + j];
-        ++taken;
-      }
+      const double sum = core::krum_score_within(D2, n, lists + i * (n - 1), active, neighbours, i);
       scores[i] = sum;
       if (best < 0 || core::ranks_before(finite[i] != 0, sum, i, finite[best] != 0, scores[best], best)) best = i;
     }
