@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "../core/mda.h"
+#include "../core/requirements.h"
 #include "../core/selection.h"
 #include "distances.h"
 
@@ -103,8 +104,8 @@ at::Tensor row_set_means(const at::Tensor& X, const std::vector<std::vector<int6
 }
 
 void check_krum_f(const char* rule, int64_t n, int64_t f) {
-  TORCH_CHECK(f >= 0, rule, ": f must be >= 0, got f=", f);
-  TORCH_CHECK(n >= 2 * f + 3, rule, " requires n >= 2f + 3, got n=", n, ", f=", f);
+  TORCH_CHECK(f >= 0, rule, " requires f >= 0, got n=", n, ", f=", f);
+  TORCH_CHECK(core::n_at_least_2f_plus_3(n, f), rule, " requires n >= 2f + 3, got n=", n, ", f=", f);
 }
 
 at::Tensor krum_scores_cpu(const at::Tensor& G, int64_t f) {
@@ -131,8 +132,8 @@ at::Tensor krum_cpu(const at::Tensor& G, int64_t f, int64_t m) {
 at::Tensor nnm_cpu(const at::Tensor& G, int64_t f) {
   check_matrix_argument(G, "nnm");
   const int64_t n = G.size(0);
-  TORCH_CHECK(f >= 0, "nnm: f must be >= 0, got f=", f);
-  TORCH_CHECK(n > 2 * f, "nnm requires n > 2f, got n=", n, ", f=", f);
+  TORCH_CHECK(f >= 0, "nnm requires f >= 0, got n=", n, ", f=", f);
+  TORCH_CHECK(core::n_above_2f(n, f), "nnm requires n > 2f, got n=", n, ", f=", f);
   const at::Tensor X = G.contiguous();
   const SquaredDistances dist = squared_distances(X);
   std::vector<std::vector<int64_t>> neighbourhoods(static_cast<size_t>(n));
@@ -168,8 +169,8 @@ int64_t capped_binomial(int64_t n, int64_t f) {
 at::Tensor mda_cpu(const at::Tensor& G, int64_t f) {
   check_matrix_argument(G, "mda");
   const int64_t n = G.size(0);
-  TORCH_CHECK(f >= 0, "mda: f must be >= 0, got f=", f);
-  TORCH_CHECK(n > 2 * f, "mda requires n > 2f, got n=", n, ", f=", f);
+  TORCH_CHECK(f >= 0, "mda requires f >= 0, got n=", n, ", f=", f);
+  TORCH_CHECK(core::n_above_2f(n, f), "mda requires n > 2f, got n=", n, ", f=", f);
   TORCH_CHECK(capped_binomial(n, f) <= kMdaMaxSubsets, "mda requires C(n, f) <= ", kMdaMaxSubsets,
               " subsets, got n=", n, ", f=", f);
   const at::Tensor X = G.contiguous();
