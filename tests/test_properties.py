@@ -145,15 +145,19 @@ def close(got, want, atol, what):
     assert err <= atol, f"{what}: max error {err:.3g} > {atol:.3g}\ngot  {g.tolist()}\nwant {w.tolist()}"
 
 
+def every_rule(test):
+    """test(module, dtype, rule, data) for every rule, module and dtype, with hypothesis."""
+    test = given(data=st.data())(SETTINGS(test))
+    for name, values in (("rule", sorted(CALLS)), ("dtype", DTYPES), ("module", MODULES)):
+        test = pytest.mark.parametrize(name, values)(test)
+    return test
+
+
 # ----------------------------------------------------------------------------------------
 # Permutation invariance
 
 
-@pytest.mark.parametrize("module", MODULES)
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("rule", sorted(CALLS))
-@SETTINGS
-@given(data=st.data())
+@every_rule
 def test_permutation_invariance(module, dtype, rule, data):
     least_n, call = CALLS[rule]
     n, f, d = data.draw(shapes(least_n))
@@ -222,11 +226,7 @@ def grid_matrices(draw, least_n):
     return n, f, G, torch.tensor(shift, dtype=torch.float64) / 8
 
 
-@pytest.mark.parametrize("module", MODULES)
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("rule", sorted(CALLS))
-@SETTINGS
-@given(data=st.data())
+@every_rule
 def test_translation_and_scaling(module, dtype, rule, data):
     least_n, call = CALLS[rule]
     n, f, G64, c64 = data.draw(grid_matrices(least_n))
