@@ -5,6 +5,8 @@ Switches (environment):
   FORCE_CUDA=1         insist on compiling csrc/cuda (an error if torch has no CUDA).
   TORCH_CUDA_ARCH_LIST also asks for CUDA when torch is a CUDA build and nvcc is found.
   BYZAGG_DEBUG=1       -O0 -g.
+  BYZAGG_SANITIZE=1    AddressSanitizer + UBSan build of the CPU code (-O1 -g); build it into
+                       its own directory and run it with libasan preloaded: tools/fuzz_asan.sh.
 The CPU kernels are always built; CUDA when torch is a CUDA build, nvcc is found, and a GPU
 is present or FORCE_CUDA / TORCH_CUDA_ARCH_LIST is set. Build with
 `pip install --no-build-isolation .` so that the extension is compiled against the torch
@@ -64,6 +66,10 @@ def native_extensions():
     standard = cxx_standard(torch)
     cxx += [f"-std={standard}", "-fvisibility=hidden"]
     link = []
+    if flag("BYZAGG_SANITIZE"):
+        sanitize = ["-fsanitize=address,undefined", "-fno-sanitize=vptr", "-fno-omit-frame-pointer"]
+        cxx = ["-O1", "-g", "-std=c++17", "-fvisibility=hidden"] + sanitize
+        link += sanitize
     if torch.backends.openmp.is_available():
         cxx.append("-fopenmp")
         link.append("-fopenmp")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 
 import torch
 
@@ -103,11 +104,45 @@ def average(X):
 # Distances: exact sums of squared differences in float64.
 
 _DISTANCE_CHUNK_ELEMENTS = 1 << 22
+# Bytes per pair of rows that the reference's distance-based rules hold at once (the
+# float64 matrix, a copy, sorted values and their int64 indices, with some margin).
+_REFERENCE_BYTES_PER_PAIR = 40
+
+
+def available_memory_bytes() -> float:
+    """MemAvailable (Linux), BYZAGG_MEMORY_LIMIT_BYTES when set; inf if unknown."""
+    limit = os.environ.get("BYZAGG_MEMORY_LIMIT_BYTES", "").strip()
+    if limit:
+        return float(limit)
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return math.inf
+
+
+def check_square_temporaries(n: int, bytes_per_pair: float = _REFERENCE_BYTES_PER_PAIR) -> None:
+    """torch.OutOfMemoryError, with the sizes, when O(n^2) temporaries would not fit now
+    (the same check as the native kernels'; see csrc/cpu/distances.h)."""
+    need = bytes_per_pair * n * n
+    if need <= 256 * 2**20 and not os.environ.get("BYZAGG_MEMORY_LIMIT_BYTES", "").strip():
+        return
+    have = available_memory_bytes()
+    if need > have:
+        raise torch.OutOfMemoryError(
+            f"reference distances: n={n} rows need about {need / 2**30:.3g} GiB of temporary memory "
+            f"({bytes_per_pair} bytes per pair of rows, n x n pairs), more than the {have / 2**30:.3g} GiB "
+            "available; use fewer rows (e.g. bucketing first) or a coordinate-wise rule"
+        )
 
 
 def squared_distances(X: torch.Tensor) -> torch.Tensor:
     """(n, n) float64 sum((x_i - x_j)^2); +inf where a row is non-finite; zero diagonal."""
     n, d = X.shape
+    check_square_temporaries(n)
     finite = finite_rows(X)
     D = torch.zeros(n, n, dtype=torch.float64, device=X.device)
     chunk = max(1, _DISTANCE_CHUNK_ELEMENTS // n)

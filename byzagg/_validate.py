@@ -105,7 +105,12 @@ REQUIREMENTS = {
 
 
 def check_f(rule: str, n: int, f) -> int:
-    f = check_int(rule, "f", f)
+    """f as an int; ValueError naming the rule, n, f and the requirement (API.md)."""
+    if isinstance(f, bool) or not isinstance(f, numbers.Integral):
+        raise TypeError(f"{rule}: f must be an int, got {f!r}")
+    f = int(f)
+    if f < 0:
+        raise ValueError(f"{rule} requires f >= 0, got n={n}, f={f}")
     text, holds = REQUIREMENTS[rule]
     if not holds(n, f):
         raise ValueError(f"{rule} requires {text}, got n={n}, f={f}")
@@ -113,8 +118,10 @@ def check_f(rule: str, n: int, f) -> int:
 
 
 def check_m(rule: str, n: int, f: int, m) -> int:
-    m = check_int(rule, "m", m, minimum=1)
-    if m > n - f:
+    if isinstance(m, bool) or not isinstance(m, numbers.Integral):
+        raise TypeError(f"{rule}: m must be an int, got {m!r}")
+    m = int(m)
+    if not 1 <= m <= n - f:
         raise ValueError(f"{rule} requires 1 <= m <= n - f, got n={n}, f={f}, m={m}")
     return m
 

@@ -132,8 +132,9 @@ def test_the_least_n_is_accepted(module, rule, f):
 @pytest.mark.parametrize("rule", sorted(LEAST_N))
 def test_f_negative_or_not_an_int(module, rule):
     G = sample(11)
-    with pytest.raises(ValueError, match=rf"{rule}.*f.*>= 0.*-1"):
-        getattr(module, rule)(G, f=-1)
+    for f in (-1, -(2**40)):
+        with pytest.raises(ValueError, match=re.escape(f"{rule} requires f >= 0, got n=11, f={f}")):
+            getattr(module, rule)(G, f=f)
     for bad in (1.0, "1", True, None, 1.5):
         with pytest.raises(TypeError, match=rf"{rule}.*f must be an int"):
             getattr(module, rule)(G, f=bad)
@@ -145,10 +146,9 @@ def test_m(module, rule):
     G = sample(7)
     with pytest.raises(ValueError, match=re.escape(f"{rule} requires 1 <= m <= n - f, got n=7, f=1, m=7")):
         getattr(module, rule)(G, f=1, m=7)
-    with pytest.raises(ValueError, match=rf"{rule}.*m"):
-        getattr(module, rule)(G, f=1, m=0)
-    with pytest.raises(ValueError, match=rf"{rule}.*m"):
-        getattr(module, rule)(G, f=1, m=-2)
+    for m in (0, -2):
+        with pytest.raises(ValueError, match=re.escape(f"{rule} requires 1 <= m <= n - f, got n=7, f=1, m={m}")):
+            getattr(module, rule)(G, f=1, m=m)
     for bad in (1.0, "2", True):
         with pytest.raises(TypeError, match=rf"{rule}.*m must be an int"):
             getattr(module, rule)(G, f=1, m=bad)

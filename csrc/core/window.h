@@ -13,6 +13,7 @@
 #include <cstdint>
 
 #include "macros.h"
+#include "requirements.h"
 
 namespace byzagg {
 namespace core {
@@ -102,7 +103,7 @@ BYZAGG_HD T coordinate_rule_of_sorted(const T* v, int64_t n, int64_t f, Coordina
 // What the rule requires of n and f (n >= 1 for the median, n > 2f otherwise).
 inline bool coordinate_rule_accepts(int64_t n, int64_t f, CoordinateRule rule) {
   if (n < 1 || f < 0) return false;
-  return rule == CoordinateRule::kMedian || n > 2 * f;
+  return rule == CoordinateRule::kMedian || n_above_2f(n, f);
 }
 
 inline const char* coordinate_rule_name(CoordinateRule rule) {

@@ -111,6 +111,7 @@ void check_matrix(const at::Tensor& G, const char* name) {
 at::Tensor coordinate_rule_cpu(const at::Tensor& G, int64_t f, CoordinateRule rule) {
   const char* name = core::coordinate_rule_name(rule);
   check_matrix(G, name);
+  TORCH_CHECK(f >= 0, name, " requires f >= 0, got n=", G.size(0), ", f=", f);
   TORCH_CHECK(core::coordinate_rule_accepts(G.size(0), f, rule), name, " requires n > 2f, got n=", G.size(0),
               ", f=", f);
   return cpu::coordinate_rule(G, {}, f, rule);
@@ -150,7 +151,7 @@ at::Tensor cpu::coordinate_rule(const at::Tensor& G, const std::vector<int64_t>&
   const int64_t d = X.size(1);
   const int64_t n = rows.empty() ? X.size(0) : static_cast<int64_t>(rows.size());
   const bool window_fits =
-      rule == CoordinateRule::kMedian || (rule == CoordinateRule::kMeaMed ? n - f >= 1 : n - 2 * f >= 1);
+      rule == CoordinateRule::kMedian || (rule == CoordinateRule::kMeaMed ? f <= n - 1 : core::n_above_2f(n, f));
   TORCH_CHECK(f >= 0 && window_fits, core::coordinate_rule_name(rule), ": no window of values left, n=", n,
               ", f=", f);
   const auto acc_dtype = X.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;

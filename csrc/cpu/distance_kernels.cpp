@@ -12,7 +12,11 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <string>
 #include <vector>
+
+#include <unistd.h>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define BYZAGG_X86_DISPATCH 1
@@ -419,6 +423,7 @@ void squared_distances_impl(const scalar_t* X, int64_t n, int64_t d, Isa isa, do
 
 at::Tensor pairwise_distances_cpu(const at::Tensor& G, bool squared) {
   check_matrix_argument(G, "pairwise_distances");
+  check_square_temporaries("pairwise_distances", G.size(0), 16.0 + static_cast<double>(G.element_size()));
   SquaredDistances dist = squared_distances(G);
   const int64_t n = dist.n;
   at::Tensor out = at::empty({n, n}, G.options().dtype(at::kDouble));
@@ -434,6 +439,39 @@ void check_matrix_argument(const at::Tensor& G, const char* rule) {
   TORCH_CHECK(G.is_floating_point(), rule, ": G must have a floating dtype, got ", G.scalar_type());
   TORCH_CHECK(G.size(0) > 0 && G.size(1) > 0, rule, ": empty input, got n=", G.size(0), ", d=", G.size(1));
   TORCH_CHECK(G.device().is_cpu(), rule, ": expected a CPU tensor, got ", G.device());
+}
+
+namespace {
+
+// Bytes of memory available now: MemAvailable (Linux), else the free physical pages.
+double available_memory_bytes() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  double kib = 0.0;
+  std::string unit;
+  while (meminfo >> key >> kib >> unit) {
+    if (key == "MemAvailable:") return kib * 1024.0;
+  }
+  const long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page > 0 ? static_cast<double>(pages) * static_cast<double>(page) : 1e300;
+}
+
+}  // namespace
+
+void check_square_temporaries(const char* rule, int64_t n, double bytes_per_pair) {
+  const double bytes = bytes_per_pair * static_cast<double>(n) * static_cast<double>(n);
+  const char* limit_text = std::getenv("BYZAGG_MEMORY_LIMIT_BYTES");
+  double limit = 0.0;
+  if (limit_text != nullptr && *limit_text != '\0') {
+    limit = std::strtod(limit_text, nullptr);
+  } else {
+    if (bytes <= 256.0 * (1 << 20)) return;
+    limit = available_memory_bytes();
+  }
+  const double gib = 1024.0 * 1024.0 * 1024.0;
+  TORCH_CHECK_WITH(OutOfMemoryError, bytes <= limit, rule, ": n=", n, " rows need about ", bytes / gib,
+                   " GiB of temporary memory (", bytes_per_pair, " bytes per pair of rows, n x n pairs), more than the ",
+                   limit / gib, " GiB available; use fewer rows (e.g. bucketing first) or a coordinate-wise rule");
 }
 
 const char* distance_isa_name() {

@@ -25,6 +25,13 @@ SquaredDistances squared_distances(const at::Tensor& G);
 // The kernel family squared_distances uses now: "avx512", "avx2" or "generic".
 const char* distance_isa_name();
 
+// Raises torch.OutOfMemoryError naming the rule, n and the sizes when the rule's O(n^2)
+// temporaries (bytes_per_pair * n * n bytes) exceed the memory available now
+// (MemAvailable of /proc/meminfo, or the free physical pages; BYZAGG_MEMORY_LIMIT_BYTES
+// overrides it), instead of letting the allocation succeed on overcommit and the kernel's
+// OOM killer end the process later. Checked only above 256 MiB unless the limit is set.
+void check_square_temporaries(const char* rule, int64_t n, double bytes_per_pair);
+
 // G is 2-D, floating and non-empty (messages name the rule).
 void check_matrix_argument(const at::Tensor& G, const char* rule);
 

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "../core/mda.h"
+#include "../core/requirements.h"
 #include "../core/selection.h"
 #include "distances.h"
 
@@ -103,13 +104,14 @@ at::Tensor row_set_means(const at::Tensor& X, const std::vector<std::vector<int6
 }
 
 void check_krum_f(const char* rule, int64_t n, int64_t f) {
-  TORCH_CHECK(f >= 0, rule, ": f must be >= 0, got f=", f);
-  TORCH_CHECK(n >= 2 * f + 3, rule, " requires n >= 2f + 3, got n=", n, ", f=", f);
+  TORCH_CHECK(f >= 0, rule, " requires f >= 0, got n=", n, ", f=", f);
+  TORCH_CHECK(core::n_at_least_2f_plus_3(n, f), rule, " requires n >= 2f + 3, got n=", n, ", f=", f);
 }
 
 at::Tensor krum_scores_cpu(const at::Tensor& G, int64_t f) {
   check_matrix_argument(G, "krum_scores");
   check_krum_f("krum_scores", G.size(0), f);
+  check_square_temporaries("krum_scores", G.size(0), 16.0);  // distances and neighbour lists
   const SquaredDistances dist = squared_distances(G);
   const std::vector<double> scores = core::krum_scores(dist.D2.data(), dist.n, f);
   at::Tensor out = at::empty({dist.n}, G.options().dtype(at::kDouble));
@@ -122,6 +124,7 @@ at::Tensor krum_cpu(const at::Tensor& G, int64_t f, int64_t m) {
   const int64_t n = G.size(0);
   check_krum_f("krum", n, f);
   TORCH_CHECK(m >= 1 && m <= n - f, "krum requires 1 <= m <= n - f, got n=", n, ", f=", f, ", m=", m);
+  check_square_temporaries("krum", n, 16.0);
   const at::Tensor X = G.contiguous();
   const SquaredDistances dist = squared_distances(X);
   const std::vector<int64_t> chosen = core::krum_select(dist.D2.data(), n, dist.finite.data(), f, m);
@@ -131,8 +134,9 @@ at::Tensor krum_cpu(const at::Tensor& G, int64_t f, int64_t m) {
 at::Tensor nnm_cpu(const at::Tensor& G, int64_t f) {
   check_matrix_argument(G, "nnm");
   const int64_t n = G.size(0);
-  TORCH_CHECK(f >= 0, "nnm: f must be >= 0, got f=", f);
-  TORCH_CHECK(n > 2 * f, "nnm requires n > 2f, got n=", n, ", f=", f);
+  TORCH_CHECK(f >= 0, "nnm requires f >= 0, got n=", n, ", f=", f);
+  TORCH_CHECK(core::n_above_2f(n, f), "nnm requires n > 2f, got n=", n, ", f=", f);
+  check_square_temporaries("nnm", n, 16.0);  // distances and neighbourhoods
   const at::Tensor X = G.contiguous();
   const SquaredDistances dist = squared_distances(X);
   std::vector<std::vector<int64_t>> neighbourhoods(static_cast<size_t>(n));
@@ -146,6 +150,7 @@ at::Tensor nnm_cpu(const at::Tensor& G, int64_t f) {
 
 at::Tensor medoid_cpu(const at::Tensor& G) {
   check_matrix_argument(G, "medoid");
+  check_square_temporaries("medoid", G.size(0), 8.0);
   const SquaredDistances dist = squared_distances(G);
   return G.select(0, core::medoid_row(dist.D2.data(), dist.n, dist.finite.data())).clone(at::MemoryFormat::Contiguous);
 }
@@ -168,10 +173,11 @@ int64_t capped_binomial(int64_t n, int64_t f) {
 at::Tensor mda_cpu(const at::Tensor& G, int64_t f) {
   check_matrix_argument(G, "mda");
   const int64_t n = G.size(0);
-  TORCH_CHECK(f >= 0, "mda: f must be >= 0, got f=", f);
-  TORCH_CHECK(n > 2 * f, "mda requires n > 2f, got n=", n, ", f=", f);
+  TORCH_CHECK(f >= 0, "mda requires f >= 0, got n=", n, ", f=", f);
+  TORCH_CHECK(core::n_above_2f(n, f), "mda requires n > 2f, got n=", n, ", f=", f);
   TORCH_CHECK(capped_binomial(n, f) <= kMdaMaxSubsets, "mda requires C(n, f) <= ", kMdaMaxSubsets,
               " subsets, got n=", n, ", f=", f);
+  check_square_temporaries("mda", n, 16.0);  // distances and the search's edges
   const at::Tensor X = G.contiguous();
   std::vector<int64_t> kept;
   if (f == 0) {

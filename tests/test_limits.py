@@ -1,0 +1,98 @@
+"""Limits (docs/reliability.md): O(n^2) temporaries that would not fit raise
+torch.OutOfMemoryError with the sizes instead of being left to the OOM killer, and n * d
+above 2^31 works (int64 indexing).
+
+The large test is opt-in: BYZAGG_LARGE_TESTS=1. It allocates G of n = 2 rows and
+d = 2^30 + 3 float16 values (4 GiB; n * d > 2^31) and runs every native op on it: about
+6-7 GiB of memory at peak and a few minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+import byzagg
+import byzagg.reference as R
+from byzagg import _ops
+
+from test_native import require_native
+
+SQUARE_RULES = {
+    "krum": lambda M, G: M.krum(G, 1),
+    "multi_krum": lambda M, G: M.multi_krum(G, 1),
+    "bulyan": lambda M, G: M.bulyan(G, 1),
+    "nnm": lambda M, G: M.nnm(G, 1),
+    "medoid": lambda M, G: M.medoid(G),
+    "mda": lambda M, G: M.mda(G, 1),
+    "pairwise_distances": lambda M, G: M.pairwise_distances(G),
+    "krum_scores": lambda M, G: M.krum_scores(G, 1),
+}
+
+
+@pytest.mark.parametrize("module", [pytest.param(byzagg, id="byzagg"), pytest.param(R, id="reference")])
+@pytest.mark.parametrize("rule", sorted(SQUARE_RULES))
+def test_square_temporaries_that_do_not_fit_raise(module, rule, monkeypatch):
+    G = torch.randn(600, 3)
+    monkeypatch.setenv("BYZAGG_MEMORY_LIMIT_BYTES", str(600 * 600 * 4))  # half of one n x n float64
+    with pytest.raises(torch.OutOfMemoryError, match=r"n=600 rows need about .* GiB of temporary memory"):
+        SQUARE_RULES[rule](module, G)
+    monkeypatch.setenv("BYZAGG_MEMORY_LIMIT_BYTES", str(600 * 600 * 64))  # room enough: runs
+    assert bool(torch.isfinite(SQUARE_RULES[rule](module, G)).all())
+
+
+def test_huge_n_raises_instead_of_allocating():
+    """n = 10^6 rows of one coordinate: 8 TB of distances. Without the check, the vector
+    assignment would throw std::bad_alloc, or on overcommit be killed while zeroing it."""
+    G = torch.zeros(1_000_000, 1)
+    for rule in ("krum", "medoid", "pairwise_distances"):
+        with pytest.raises(torch.OutOfMemoryError, match=r"n=1000000 rows need about"):
+            SQUARE_RULES[rule](byzagg, G)
+
+
+LARGE = os.environ.get("BYZAGG_LARGE_TESTS") == "1"
+
+
+@pytest.mark.skipif(not LARGE, reason="opt-in: BYZAGG_LARGE_TESTS=1 (4 GiB input, 6-7 GiB peak)")
+def test_n_times_d_above_2_to_the_31():
+    require_native("cpu")
+    n, d = 2, 2**30 + 3
+    assert n * d > 2**31
+    G = torch.empty(n, d, dtype=torch.float16)
+    G[0].fill_(1.0)
+    G[1].fill_(3.0)
+    G[0, -1] = -5.0  # the last coordinate: beyond 2^31 elements from the start
+    G[1, -1] = 7.0
+    native = set(_ops.native_ops("cpu"))
+    calls = {
+        "median": lambda: byzagg.median(G),
+        "trimmed_mean": lambda: byzagg.trimmed_mean(G, 0),
+        "meamed": lambda: byzagg.meamed(G, 0),
+        "phocas": lambda: byzagg.phocas(G, 0),
+        "krum": lambda: byzagg.multi_krum(torch.cat([G, G[:1]]), 0),
+        "medoid": lambda: byzagg.medoid(G),
+        "geometric_median": lambda: byzagg.geometric_median(G, max_iter=3),
+        "centered_clipping": lambda: byzagg.centered_clipping(G, 1e9),
+        "brsgd": lambda: byzagg.brsgd(G, beta=1.0),
+    }
+    done = []
+    for op, call in calls.items():
+        if op not in native:
+            continue
+        out = call()
+        assert out.shape == (d,), op
+        first, last = float(out[0]), float(out[-1])
+        if op == "krum":  # rows 0, 1, 0 averaged
+            assert (first, last) == (pytest.approx(5 / 3, rel=1e-3), pytest.approx(-1.0, rel=1e-3)), op
+        elif op == "medoid":
+            assert (first, last) == (1.0, -5.0), op
+        else:  # the mean of the two rows on the first and the last coordinate
+            assert first == pytest.approx(2.0, rel=1e-2) and last == pytest.approx(1.0, rel=1e-2), (op, first, last)
+        done.append(op)
+        del out
+    P = byzagg.pairwise_distances(G, squared=True)
+    expected = (d - 1) * 4.0 + 144.0
+    assert float(P[0, 1]) == pytest.approx(expected, rel=1e-3)
+    assert len(done) >= 4, done
