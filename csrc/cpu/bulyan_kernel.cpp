@@ -6,7 +6,7 @@
 
 #include <vector>
 
-#include "../core/requirements.h"
+#include "../checks.h"
 #include "../core/selection.h"
 #include "../core/window.h"
 #include "coordinate.h"
@@ -19,8 +19,7 @@ namespace {
 at::Tensor bulyan_cpu(const at::Tensor& G, int64_t f) {
   check_matrix_argument(G, "bulyan");
   const int64_t n = G.size(0);
-  TORCH_CHECK(f >= 0, "bulyan requires f >= 0, got n=", n, ", f=", f);
-  TORCH_CHECK(core::n_at_least_4f_plus_3(n, f), "bulyan requires n >= 4f + 3, got n=", n, ", f=", f);
+  check_bulyan_f(n, f);
   check_square_temporaries("bulyan", n, 16.0);
   const at::Tensor X = G.contiguous();
   const SquaredDistances dist = squared_distances(X);

@@ -18,6 +18,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "../checks.h"
 #include "../core/window.h"
 #include "coordinate.h"
 #include "coordinate_network.h"
@@ -111,7 +112,7 @@ void check_matrix(const at::Tensor& G, const char* name) {
 at::Tensor coordinate_rule_cpu(const at::Tensor& G, int64_t f, CoordinateRule rule) {
   const char* name = core::coordinate_rule_name(rule);
   check_matrix(G, name);
-  TORCH_CHECK(f >= 0, name, " requires f >= 0, got n=", G.size(0), ", f=", f);
+  check_f_nonnegative(name, G.size(0), f);
   TORCH_CHECK(core::coordinate_rule_accepts(G.size(0), f, rule), name, " requires n > 2f, got n=", G.size(0),
               ", f=", f);
   return cpu::coordinate_rule(G, {}, f, rule);

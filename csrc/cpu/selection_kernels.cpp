@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "../core/mda.h"
-#include "../core/requirements.h"
+#include "../checks.h"
 #include "../core/selection.h"
 #include "distances.h"
 
@@ -103,11 +103,6 @@ at::Tensor row_set_means(const at::Tensor& X, const std::vector<std::vector<int6
   return out;
 }
 
-void check_krum_f(const char* rule, int64_t n, int64_t f) {
-  TORCH_CHECK(f >= 0, rule, " requires f >= 0, got n=", n, ", f=", f);
-  TORCH_CHECK(core::n_at_least_2f_plus_3(n, f), rule, " requires n >= 2f + 3, got n=", n, ", f=", f);
-}
-
 at::Tensor krum_scores_cpu(const at::Tensor& G, int64_t f) {
   check_matrix_argument(G, "krum_scores");
   check_krum_f("krum_scores", G.size(0), f);
@@ -123,7 +118,7 @@ at::Tensor krum_cpu(const at::Tensor& G, int64_t f, int64_t m) {
   check_matrix_argument(G, "krum");
   const int64_t n = G.size(0);
   check_krum_f("krum", n, f);
-  TORCH_CHECK(m >= 1 && m <= n - f, "krum requires 1 <= m <= n - f, got n=", n, ", f=", f, ", m=", m);
+  check_krum_m(n, f, m);
   check_square_temporaries("krum", n, 16.0);
   const at::Tensor X = G.contiguous();
   const SquaredDistances dist = squared_distances(X);
@@ -134,8 +129,7 @@ at::Tensor krum_cpu(const at::Tensor& G, int64_t f, int64_t m) {
 at::Tensor nnm_cpu(const at::Tensor& G, int64_t f) {
   check_matrix_argument(G, "nnm");
   const int64_t n = G.size(0);
-  TORCH_CHECK(f >= 0, "nnm requires f >= 0, got n=", n, ", f=", f);
-  TORCH_CHECK(core::n_above_2f(n, f), "nnm requires n > 2f, got n=", n, ", f=", f);
+  check_n_above_2f("nnm", n, f);
   check_square_temporaries("nnm", n, 16.0);  // distances and neighbourhoods
   const at::Tensor X = G.contiguous();
   const SquaredDistances dist = squared_distances(X);
@@ -173,8 +167,7 @@ int64_t capped_binomial(int64_t n, int64_t f) {
 at::Tensor mda_cpu(const at::Tensor& G, int64_t f) {
   check_matrix_argument(G, "mda");
   const int64_t n = G.size(0);
-  TORCH_CHECK(f >= 0, "mda requires f >= 0, got n=", n, ", f=", f);
-  TORCH_CHECK(core::n_above_2f(n, f), "mda requires n > 2f, got n=", n, ", f=", f);
+  check_n_above_2f("mda", n, f);
   TORCH_CHECK(capped_binomial(n, f) <= kMdaMaxSubsets, "mda requires C(n, f) <= ", kMdaMaxSubsets,
               " subsets, got n=", n, ", f=", f);
   check_square_temporaries("mda", n, 16.0);  // distances and the search's edges

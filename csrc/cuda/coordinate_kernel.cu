@@ -12,6 +12,7 @@
 // memory), then the same window code runs on each column.
 #include <ATen/ops/sort.h>
 
+#include "../checks.h"
 #include "../core/network_rule.h"
 #include "../core/sorting_network.h"
 #include "../core/window.h"
@@ -155,6 +156,7 @@ void coordinate_rule_typed(const at::Tensor& X, const at::Tensor& rows, int64_t 
 at::Tensor coordinate_rule_op(const at::Tensor& G, int64_t f, CoordinateRule rule) {
   const char* name = core::coordinate_rule_name(rule);
   check_matrix(G, name);
+  check_f_nonnegative(name, G.size(0), f);
   TORCH_CHECK(core::coordinate_rule_accepts(G.size(0), f, rule), name, " requires n > 2f, got n=", G.size(0),
               ", f=", f);
   const at::cuda::CUDAGuard guard(G.device());

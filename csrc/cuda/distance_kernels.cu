@@ -9,6 +9,7 @@
 // double. Superblock partials are added in superblock order: no atomics, same bits each
 // run. Selections (Krum scores, rankings, Bulyan's repeated Krum) run on the n x n matrix
 // on the device; a last kernel averages the selected rows.
+#include "../checks.h"
 #include "../core/distances.h"
 #include "common.cuh"
 
@@ -206,11 +207,6 @@ void launch_distance_tiles(const at::Tensor& X, const Plan& plan, double* partia
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-void check_krum_f(const char* rule, int64_t n, int64_t f) {
-  TORCH_CHECK(f >= 0, rule, ": f must be >= 0, got n=", n, ", f=", f);
-  TORCH_CHECK(n >= 2 * f + 3, rule, " requires n >= 2f + 3, got n=", n, ", f=", f);
-}
-
 // Each row's other rows in ascending order of (distance, index): (n, n - 1) int64.
 at::Tensor neighbour_lists(const SquaredDistances& dist) {
   const int64_t n = dist.D2.size(0);
@@ -253,7 +249,7 @@ at::Tensor krum_cuda(const at::Tensor& G, int64_t f, int64_t m) {
   check_matrix(G, "krum");
   const int64_t n = G.size(0);
   check_krum_f("krum", n, f);
-  TORCH_CHECK(m >= 1 && m <= n - f, "krum requires 1 <= m <= n - f, got n=", n, ", f=", f, ", m=", m);
+  check_krum_m(n, f, m);
   const at::cuda::CUDAGuard guard(G.device());
   const at::Tensor X = G.contiguous();
   const SquaredDistances dist = squared_distances(X);
@@ -266,8 +262,7 @@ at::Tensor krum_cuda(const at::Tensor& G, int64_t f, int64_t m) {
 at::Tensor bulyan_cuda(const at::Tensor& G, int64_t f) {
   check_matrix(G, "bulyan");
   const int64_t n = G.size(0);
-  TORCH_CHECK(f >= 0, "bulyan: f must be >= 0, got n=", n, ", f=", f);
-  TORCH_CHECK(n >= 4 * f + 3, "bulyan requires n >= 4f + 3, got n=", n, ", f=", f);
+  check_bulyan_f(n, f);
   const at::cuda::CUDAGuard guard(G.device());
   const at::Tensor X = G.contiguous();
   const SquaredDistances dist = squared_distances(X);
@@ -289,8 +284,7 @@ at::Tensor bulyan_cuda(const at::Tensor& G, int64_t f) {
 at::Tensor nnm_cuda(const at::Tensor& G, int64_t f) {
   check_matrix(G, "nnm");
   const int64_t n = G.size(0);
-  TORCH_CHECK(f >= 0, "nnm: f must be >= 0, got n=", n, ", f=", f);
-  TORCH_CHECK(n > 2 * f, "nnm requires n > 2f, got n=", n, ", f=", f);
+  check_n_above_2f("nnm", n, f);
   const at::cuda::CUDAGuard guard(G.device());
   const at::Tensor X = G.contiguous();
   const SquaredDistances dist = squared_distances(X);
