@@ -28,8 +28,9 @@ struct MinMaxExchange {
 // the network pruned to its two middle outputs (Outputs = kMiddle): the column is placed so
 // that its middle lands on the network's middle, -inf below and +inf above; other rules
 // sort all N positions (Outputs = kAll), the column first and +inf above.
+// With skip_nan (Outputs = kAll only), the rule applies to the values that are not NaN.
 template <int N, NetworkOutputs Outputs, typename T, typename Load>
-BYZAGG_HD T coordinate_rule_by_network(Load&& load, int64_t n, int64_t f, CoordinateRule rule) {
+BYZAGG_HD T coordinate_rule_by_network(Load&& load, int64_t n, int64_t f, CoordinateRule rule, bool skip_nan = false) {
   static_assert(N % 2 == 0, "network sizes are even");
   const T inf = std::numeric_limits<T>::infinity();
   const T nan = std::numeric_limits<T>::quiet_NaN();
@@ -67,7 +68,7 @@ BYZAGG_HD T coordinate_rule_by_network(Load&& load, int64_t n, int64_t f, Coordi
 #endif
   for (int k = 0; k < N; ++k)
     if (k >= first_nan) v[k] = nan;
-  return coordinate_rule_of_sorted(v, n, f, rule);
+  return skip_nan ? coordinate_rule_of_sorted_numbers(v, n, f, rule) : coordinate_rule_of_sorted(v, n, f, rule);
 }
 
 }  // namespace core

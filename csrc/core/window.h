@@ -100,6 +100,17 @@ BYZAGG_HD T coordinate_rule_of_sorted(const T* v, int64_t n, int64_t f, Coordina
   }
 }
 
+// The rule over the values of a sorted column that are not NaN (the first ones: NaN sorts
+// last): NaN when there are none. The CUDA geometric median starts at the median of the
+// rows that take part, the others loaded as NaN.
+template <typename T>
+BYZAGG_HD T coordinate_rule_of_sorted_numbers(const T* v, int64_t n, int64_t f, CoordinateRule rule) {
+  int64_t count = n;
+  while (count > 0 && is_nan(v[count - 1])) --count;
+  if (count == 0) return v[0];  // NaN
+  return coordinate_rule_of_sorted(v, count, f, rule);
+}
+
 // What the rule requires of n and f (n >= 1 for the median, n > 2f otherwise).
 inline bool coordinate_rule_accepts(int64_t n, int64_t f, CoordinateRule rule) {
   if (n < 1 || f < 0) return false;

@@ -91,9 +91,11 @@ SquaredDistances squared_distances(const at::Tensor& X);
 
 // Per coordinate of the rows `rows` (an int64 CUDA tensor of row indices; all rows when
 // undefined) of the contiguous matrix X: the coordinate-wise rule with f (csrc/core/
-// window.h), computed in acc_dtype (float or double) and returned in acc_dtype.
+// window.h), computed in acc_dtype (float or double) and returned in acc_dtype. With a
+// mask (uint8, one per row of X), rows whose mask is 0 are left out: the rule applies to
+// the values of the other rows (NaN when none is left).
 at::Tensor coordinate_rule(const at::Tensor& X, const at::Tensor& rows, int64_t f, core::CoordinateRule rule,
-                           at::ScalarType acc_dtype);
+                           at::ScalarType acc_dtype, const at::Tensor& mask = at::Tensor());
 
 }  // namespace cuda
 }  // namespace byzagg

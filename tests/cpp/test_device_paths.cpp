@@ -1,7 +1,8 @@
 // Host tests of the logic the CUDA kernels run (csrc/core, compiled here as host code):
 // - rank_position (one thread per entry, counting) gives rank_rows's order;
 // - coordinate_rule_by_network (the register path, n <= 64) gives the value of a plain
-//   sort followed by the window, for every rule, with NaN, infinities and ties;
+//   sort followed by the window, for every rule, with NaN, infinities and ties, and with
+//   skip_nan the value of the rule over the values that are not NaN;
 // - the bitonic steps of the shared-memory path (bitonic_pair, bitonic_ascending,
 //   padded_less) sort padded columns into the same order as a stable sort.
 #include <algorithm>
@@ -54,6 +55,19 @@ static void check_network_size(std::mt19937& rng) {
       const float want = plain_rule(column, f, rule);
       CHECK(same_bits_or_nan(got, want), "N=%d n=%lld f=%lld rule=%s: %g vs %g", N, static_cast<long long>(n),
             static_cast<long long>(f), core::coordinate_rule_name(rule), got, want);
+      // skip_nan (the CUDA geometric median's start): the rule over the values that are not
+      // NaN, where the window still fits them.
+      std::vector<float> numbers;
+      for (float x : column)
+        if (!std::isnan(x)) numbers.push_back(x);
+      const int64_t m = static_cast<int64_t>(numbers.size());
+      if (rule == CoordinateRule::kMedian || (m > 0 && m > 2 * f)) {
+        const float got_numbers = core::coordinate_rule_by_network<N, NetworkOutputs::kAll, float>(load, n, f, rule, true);
+        const float want_numbers = m == 0 ? std::numeric_limits<float>::quiet_NaN() : plain_rule(numbers, f, rule);
+        CHECK(same_bits_or_nan(got_numbers, want_numbers), "skip_nan N=%d n=%lld m=%lld f=%lld rule=%s: %g vs %g", N,
+              static_cast<long long>(n), static_cast<long long>(m), static_cast<long long>(f),
+              core::coordinate_rule_name(rule), got_numbers, want_numbers);
+      }
     }
   }
 }
