@@ -177,17 +177,26 @@ def make_rules(resolve, module: str) -> dict:
     def geometric_median(G, weights=None, eps=1e-8, max_iter=100, tol=1e-7):
         """Geometric median argmin_z sum_i w_i ||z - g_i|| by smoothed Weiszfeld iterations.
 
-        z starts at the weighted mean of the rows of positive weight. Each of at most
-        max_iter iterations takes the Weiszfeld step z -> sum_i b_i g_i / sum_i b_i with
-        b_i = w_i / max(eps, ||z - g_i||), then goes along it as far as is best among the
-        step multiples 2^(k/4), k = 0..40 (1 to 1024: a line search, for flat objectives);
-        it stops when a step moves z by at most tol * max(eps, sum_i w_i ||z - g_i|| /
-        sum_i w_i). Then the rows themselves are candidates: if a row's objective is at most
-        the iterate's, the first such row of least objective is returned (the minimiser is
-        often a data point, where Weiszfeld converges slowly). The iterates are kept as
-        combinations of the rows and their distances come from the exact pairwise squared
-        distances, so the cost is that of pairwise_distances plus one pass over G, and an
-        iteration costs O(n^2).
+        z starts at the coordinate-wise median of the rows of positive weight (robust: with
+        fewer than half of the rows far away it lies in the box of the others). Each of at
+        most max_iter iterations takes the Weiszfeld step s = y - z to
+        y = sum_i b_i g_i / sum_i b_i, b_i = w_i / max(eps, ||z - g_i||), then goes along it
+        as far as is best among the step multiples 2^(k/4), k = 0..40 (1 to 1024: a line
+        search, for flat objectives; the first best on ties); it stops when a step moves z by
+        at most tol * max(eps, sum_i w_i ||z - g_i|| / sum_i w_i). Then the rows themselves
+        are candidates: if a row's objective is at most the iterate's (up to a relative 1e-12,
+        so that ties, as where a whole segment minimises, go to the row), the first row of
+        least objective is returned (the minimiser is often a data point, where Weiszfeld
+        converges slowly). max_iter = 0 (native ops only) returns the start.
+
+        Distances ||z - g_i|| are always sums of squared differences of z and the rows, in
+        float64, never expansions of pairwise distances: rows of any magnitude (up to the
+        float32 range) cost the others no accuracy. The line search uses
+        ||z + lam s - g_i||^2 = q_i + 2 lam <z - g_i, s> + lam^2 ||s||^2 with the three terms
+        from the same pass (its change from lam = 0 is formed without differences of huge
+        numbers), and the next pass recomputes the distances at the new z. Cost: the exact
+        pairwise distances (for the data-point check), the coordinate-wise median, and one
+        pass over G per iteration plus two (the start's and the final distances).
 
         Rows with non-finite values get weight zero; if no row is left with positive
         weight, the result is all NaN. weights: (n,) finite, non-negative.

@@ -258,73 +258,81 @@ def mda(X, f):
     return mean_of_rows(X, best_subset)
 
 
-# Geometric median: smoothed Weiszfeld carried out on the coefficients of the iterate.
-# Every iterate is an affine combination z = sum_j c_j x_j (sum_j c_j = 1) of the rows of
-# positive weight, and for such a z, ||z - x_i||^2 = (D c)_i - c^T D c / 2 with D the exact
-# squared distances: after D, an iteration costs O(m^2) for m rows, and one last pass forms z.
+# Geometric median: smoothed Weiszfeld with exact distances ||z - x_i|| computed from the
+# rows themselves (never from the pairwise squared distances by an expansion, which cancels
+# catastrophically when rows differ hugely in scale), from the coordinate-wise median, with
+# a line search along each step and a final data-point check. The steps mirror the native
+# kernel (csrc/cpu/iterative_kernels.cpp, csrc/core/geometric_median.h): a list of passes
+# over the rows and small O(n) steps between them.
 
 GM_LINE_STEPS = [2.0 ** (k / 4) for k in range(41)]  # 1 to 1024: the line search's grid
+# A row within this relative difference of the iterate's objective wins the data-point
+# check: where a whole segment minimises (n = 2, collinear rows) the two differ by rounding
+# only, and the backends must not choose differently on that.
+GM_ROW_SLACK = 1e-12
 
 
-def _gm_distances(D: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    """||z - x_i|| for z = sum_j c_j x_j, from the squared distances D (c sums to 1)."""
-    Dc = D @ c
-    return torch.sqrt(torch.clamp(Dc - 0.5 * torch.dot(c, Dc), min=0.0))
-
-
-def geometric_median_coefficients(D, w, eps, max_iter, tol):
-    """(c, k): the coefficients of the Weiszfeld iterate over the m rows of D (m x m exact
-    squared distances, w > 0 their weights), and k, the row that wins the final data-point
-    check (its objective <= the iterate's), or -1.
-
-    Each of at most max_iter iterations: the Weiszfeld step delta = beta / sum(beta) - c,
-    beta_i = w_i / max(eps, dist_i), then c <- c + lam * delta with lam the point of
-    GM_LINE_STEPS (1 to 1024) where the objective along the step is least (the first on
-    ties; the change of the objective from lam = 0 is written without cancellation); stop
-    when the step's length is at most tol * max(eps, the weighted mean distance to the rows).
-    Finally the rows' own objectives sum_i w_i sqrt(D_ki) are compared with the iterate's.
-    """
-    W = w.sum()
-    c = w / W
-    if max_iter <= 0:
-        return c, -1
-    lams = torch.tensor(GM_LINE_STEPS, dtype=torch.float64, device=D.device).unsqueeze(1)
-    dist = _gm_distances(D, c)
-    for _ in range(max_iter):
-        beta = w / torch.clamp(dist, min=eps)
-        delta = beta / beta.sum() - c
-        Dd = D @ delta
-        b = 0.5 * (Dd - torch.dot(c, Dd))  # (z - x_i) . (the step in space)
-        e = float(torch.clamp(-0.5 * torch.dot(delta, Dd), min=0.0))  # its squared length
-        lam = 1.0
-        if e > 0:
-            rise = 2.0 * lams * b + lams * lams * e  # s_i(lam)^2 - s_i(0)^2
-            s = torch.sqrt(torch.clamp(dist * dist + rise, min=0.0))
-            denom = s + dist
-            change = torch.where(denom > 0, rise / torch.where(denom > 0, denom, 1.0), 0.0)
-            lam = GM_LINE_STEPS[int(torch.argmin((w * change).sum(dim=1)))]
-        c = c + lam * delta
-        dist = _gm_distances(D, c)
-        if lam * math.sqrt(e) <= tol * max(float((w * dist).sum() / W), eps):
-            break
-    objective = float((w * dist).sum())
-    points = (w * torch.sqrt(D)).sum(dim=1)
-    k = int(torch.argmin(points))
-    return c, (k if float(points[k]) <= objective else -1)
+def gm_line_search(q0, b, e, w):
+    """(lam, dist): the point lam of GM_LINE_STEPS where sum_i w_i ||z + lam s - x_i|| is least
+    (the first on ties), and the distances there, from q0_i = ||z - x_i||^2, b_i = <z - x_i, s>
+    and e = ||s||^2 (all computed directly from the rows). The objective's change from lam = 0
+    is written as rise / (new + old) with rise = 2 lam b + lam^2 e, so a far row (q0 ~ 1e76)
+    contributes its small change exactly rather than a difference of huge numbers."""
+    lam = 1.0
+    dist0 = torch.sqrt(q0)
+    if e > 0:
+        lams = torch.tensor(GM_LINE_STEPS, dtype=torch.float64, device=q0.device).unsqueeze(1)
+        rise = 2.0 * lams * b + lams * lams * e
+        s = torch.sqrt(torch.clamp(q0 + rise, min=0.0))
+        denom = s + dist0
+        change = torch.where(denom > 0, rise / torch.where(denom > 0, denom, 1.0), 0.0)
+        lam = GM_LINE_STEPS[int(torch.argmin((w * change).sum(dim=1)))]
+    return lam, torch.sqrt(torch.clamp(q0 + (2.0 * lam * b + lam * lam * e), min=0.0))
 
 
 def geometric_median(X, weights, eps, max_iter, tol):
+    """See byzagg.geometric_median's docstring for the algorithm."""
     finite = finite_rows(X)
     w = torch.ones(X.shape[0], dtype=torch.float64, device=X.device) if weights is None else weights.to(torch.float64)
     w = torch.where(finite, w, torch.zeros_like(w))
     active = torch.nonzero(w > 0).flatten()
     if active.numel() == 0:
         return torch.full((X.shape[1],), math.nan, dtype=X.dtype, device=X.device)
-    P = X[active].to(torch.float64)
-    c, k = geometric_median_coefficients(squared_distances(P), w[active], eps, max_iter, tol)
-    if k >= 0:
+    P = X[active]
+    w = w[active]
+    z = median(P).to(torch.float64)  # the start: inside the box of any majority of the rows
+    if max_iter <= 0:
+        return z.to(X.dtype)
+    P = P.to(torch.float64)
+    W = w.sum()
+    s = torch.zeros_like(z)
+    lam = 0.0
+    dist = torch.sqrt(((P - z) ** 2).sum(dim=1))  # pass 0: exact distances to the start
+    for _ in range(max_iter):
+        # one pass: z <- z + lam s; the Weiszfeld point y and the exact ||z - x_i||^2; the
+        # step s = y - z, its squared length e and b_i = <z - x_i, s>
+        z = z + lam * s
+        beta = w / torch.clamp(dist, min=eps)
+        y = (beta.unsqueeze(1) * P).sum(dim=0) / beta.sum()
+        R = z - P
+        q0 = (R * R).sum(dim=1)
+        s = y - z
+        e = float((s * s).sum())
+        b = (R * s).sum(dim=1)
+        # between passes, O(41 n): the line search, the distances at z + lam s, the stop test
+        lam, dist = gm_line_search(q0, b, e, w)
+        if lam * math.sqrt(e) <= tol * max(float((w * dist).sum() / W), eps):
+            break
+    # last pass: z <- z + lam s; the exact objectives of z and of the candidate row k (the
+    # least objective by the pairwise squared distances, first on ties): k wins if it is at
+    # least as good, up to GM_ROW_SLACK
+    k = int(torch.argmin((w * torch.sqrt(squared_distances(X[active]))).sum(dim=1)))
+    z = z + lam * s
+    objective = float((w * torch.sqrt(((P - z) ** 2).sum(dim=1))).sum())
+    row_objective = float((w * torch.sqrt(((P - P[k]) ** 2).sum(dim=1))).sum())
+    if row_objective <= objective * (1.0 + GM_ROW_SLACK):
         return X[active[k]].clone()
-    return (c.unsqueeze(1) * P).sum(dim=0).to(X.dtype)
+    return z.to(X.dtype)
 
 
 def clipped_step(P: torch.Tensor, finite: torch.Tensor, v: torch.Tensor, tau: float) -> torch.Tensor:

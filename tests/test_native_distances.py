@@ -525,13 +525,17 @@ def test_geometric_median_objective_and_edge_cases():
     objective = lambda v: torch.linalg.vector_norm(G - v, dim=1).sum()  # noqa: E731
     best = objective(impl.geometric_median(G, None, 1e-8, 5000, 0.0))
     assert objective(z) <= best * (1 + 1e-5)
-    # No row of positive weight: all NaN, as the reference; max_iter 0: the weighted mean.
+    # No row of positive weight: all NaN, as the reference; max_iter 0: the start, the
+    # coordinate-wise median of the rows of positive weight.
     nan_rows = G.clone()
     nan_rows[:] = math.nan
     assert torch.isnan(op(nan_rows, None, 1e-8, 10, 1e-7)).all()
     zero = torch.zeros(31, dtype=torch.float64)
     assert torch.isnan(op(G, zero, 1e-8, 10, 1e-7)).all()
-    assert_close(op(G, None, 1e-8, 0, 1e-7), G.mean(0), torch.float64, "max_iter=0")
+    assert torch.equal(op(G, None, 1e-8, 0, 1e-7), impl.median(G)), "max_iter=0"
+    w = torch.ones(31, dtype=torch.float64)
+    w[:3] = 0.0
+    assert torch.equal(op(G, w, 1e-8, 0, 1e-7), impl.median(G[3:])), "max_iter=0, zero weights"
     # A single row, all rows equal: that row.
     assert_close(op(G[:1], None, 1e-8, 10, 1e-7), G[0], torch.float64, "one row")
     E = G[:1].repeat(5, 1)

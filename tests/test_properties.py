@@ -207,9 +207,15 @@ def test_permutation_invariance(module, dtype, rule, data):
             close(permuted, out, atol, what)
     elif rule in EXACT_PERMUTATION:
         assert torch.equal(permuted, out), f"{what}: {permuted.tolist()} != {out.tolist()}"
+    elif rule == "geometric_median":
+        # The minimiser need not be unique (n = 2, or collinear rows with n even: a whole
+        # segment minimises), so the *point* is not permutation invariant; its objective is:
+        # both within API.md's relative 1e-5 of the minimum, so within that of each other
+        # (plus the rounding of z to G's dtype).
+        values = [D.geometric_median_objective(G.to(torch.float64), z.to(torch.float64).tolist()) for z in (out, permuted)]
+        slack = 1e-5 + (1e-6 if dtype == torch.float32 else 0.0)
+        assert abs(values[0] - values[1]) <= slack * max(values) + 64 * n * EPS[dtype] * scale, f"{what}: {values}"
     else:
-        if rule == "geometric_median":
-            atol = max(atol, 1e-4 * scale if dtype == torch.float32 else 1e-9 * scale)
         close(permuted, out, atol, what)
 
 

@@ -1,15 +1,36 @@
-// The geometric median's iteration on coefficients (the reference's
-// geometric_median_coefficients in byzagg/_reference_impl.py), torch-free, host and device:
-// the CPU kernel runs it on the host, the CUDA kernel in one device thread, on the same
-// exact squared distances. Every iterate is z = sum_j c_j x_j over the active rows (finite,
-// positive weight), sum_j c_j = 1, and ||z - x_i||^2 = (D c)_i - c^T D c / 2.
+// The geometric median's scalar steps between the passes over G, torch-free, host and
+// device (BYZAGG_HD): the CPU kernel (csrc/cpu/iterative_kernels.cpp) runs them on the host;
+// the reference (byzagg/_reference_impl.py, geometric_median) has the same steps in PyTorch.
 //
-// Each of at most max_iter iterations: the smoothed Weiszfeld step delta = beta / sum(beta)
-// - c with beta_i = w_i / max(eps, dist_i), then c <- c + lam delta with lam the point of
-// kGeometricMedianSteps where the objective along the step is least (the first on ties);
-// stop once the step's length is at most tol * max(eps, the weighted mean distance).
-// Finally the active rows' own objectives are compared with the iterate's: the best row
-// (lowest index on ties) wins when it is at least as good.
+// Algorithm (smoothed Weiszfeld with exact distances; w_i > 0 on the m active rows: finite,
+// positive weight; W = sum w_i):
+//   start   z = the coordinate-wise median of the active rows (robust: with fewer than half
+//           of the rows far away, it lies in the box of the others), s = 0, lam = 0.
+//   pass 0  q_i = ||z - x_i||^2 from the rows; dist_i = sqrt(q_i).
+//   iteration t = 1..max_iter, ONE pass over G per block of coordinates:
+//           z <- z + lam s;  y = sum_i beta_i x_i / sum_i beta_i with
+//           beta_i = w_i / max(eps, dist_i) (geometric_median_weights, before the pass);
+//           q0_i = ||z - x_i||^2 (partials per block);  s <- y - z;  e = ||s||^2;
+//           b_i = <z - x_i, s> (a second sweep over the block, still in cache).
+//           Between passes, O(41 m): geometric_median_line_search picks lam among
+//           2^(k/4), k = 0..40, where sum_i w_i sqrt(q0_i + 2 lam b_i + lam^2 e) is least
+//           (first on ties; the change written as rise / (new + old), no difference of
+//           huge numbers) and gives dist_i there; stop once lam sqrt(e) <= tol * max(eps,
+//           sum_i w_i dist_i / W) (geometric_median_converged).
+//   last    one pass: z <- z + lam s, the exact squared distances of the rows to z and to
+//           the candidate row k (geometric_median_candidate_row: the least objective
+//           sum_i w_i sqrt(D_ki) by the pairwise squared distances D, first on ties); k is
+//           returned when its exact objective is at most the iterate's (up to a relative
+//           1e-12: ties go to the row; geometric_median_row_wins).
+// Every distance is a sum of squared differences of the rows and a vector of their scale:
+// rows of any magnitude up to the float range cost no accuracy to the others (the former
+// iteration on coefficients, ||z - x_i||^2 = (Dc)_i - c^T D c / 2, cancelled
+// catastrophically with a row at 1e38). The quadratic q0 + 2 lam b + lam^2 e only serves
+// the line search and the next weights, and is exact at lam = 0; the next pass recomputes
+// q0 from the rows.
+//
+// geometric_median_coefficients below is the former algorithm, kept only for the CUDA
+// kernel until it is ported (it is not robust to rows of very different scales).
 #pragma once
 
 #include <cmath>
@@ -70,6 +91,89 @@ BYZAGG_HD void coefficient_distances(const double* D, int64_t n, const Flag* act
   const double cDc = active_dot(c, Dc, n, active);
   for (int64_t i = 0; i < n; ++i)
     if (active[i]) dist[i] = sqrt(max_keep_nan(Dc[i] - 0.5 * cDc, 0.0));
+}
+
+// beta_i = w_i / max(eps, dist_i) for the active rows (0 elsewhere); returns sum_i beta_i.
+template <typename Flag>
+BYZAGG_HD double geometric_median_weights(const double* w, const double* dist, int64_t n, const Flag* active,
+                                          double eps, double* beta) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    beta[i] = active[i] ? weiszfeld_weight(w[i], dist[i], eps) : 0.0;
+    if (active[i]) sum += beta[i];
+  }
+  return sum;
+}
+
+// The line search along the step s from z: q0_i = ||z - x_i||^2, b_i = <z - x_i, s>,
+// e = ||s||^2. Returns lam (1 when e is 0) and writes dist_i = ||z + lam s - x_i|| for the
+// active rows from the quadratic.
+template <typename Flag>
+BYZAGG_HD double geometric_median_line_search(const double* q0, const double* b, double e, const double* w,
+                                              int64_t n, const Flag* active, double* dist) {
+  double lam = 1.0;
+  if (e > 0) {
+    double best = 0.0;
+    for (int k = 0; k < kGeometricMedianSteps; ++k) {
+      const double l = geometric_median_step(k);
+      double change = 0.0;
+      for (int64_t i = 0; i < n; ++i) {
+        if (!active[i]) continue;
+        const double rise = 2.0 * l * b[i] + l * l * e;
+        const double s = sqrt(max_keep_nan(q0[i] + rise, 0.0));
+        const double denom = s + sqrt(q0[i]);
+        change += w[i] * (denom > 0 ? rise / denom : 0.0);
+      }
+      if (k == 0 || change < best) {
+        best = change;
+        lam = l;
+      }
+    }
+  }
+  for (int64_t i = 0; i < n; ++i)
+    if (active[i]) dist[i] = sqrt(max_keep_nan(q0[i] + (2.0 * lam * b[i] + lam * lam * e), 0.0));
+  return lam;
+}
+
+// The stop test after a step of length lam sqrt(e): at most tol * max(eps, the weighted
+// mean distance at the new point).
+template <typename Flag>
+BYZAGG_HD bool geometric_median_converged(double lam, double e, const double* w, const double* dist, int64_t n,
+                                          const Flag* active, double W, double tol, double eps) {
+  return lam * sqrt(e) <= tol * max_keep_nan(active_dot(w, dist, n, active) / W, eps);
+}
+
+// Ties between the candidate row and the iterate go to the row up to this relative
+// difference: where a whole segment minimises (n = 2, collinear rows), the two objectives
+// differ by rounding only, and the backends, rounding differently, would otherwise choose
+// differently.
+constexpr double kGeometricMedianRowSlack = 1e-12;
+
+// The data-point check's candidate: the active row of least objective sum_i w_i sqrt(D_ki)
+// (the first on ties), from the pairwise squared distances (float-accumulated for float
+// inputs: it only chooses the candidate, whose objective is then computed exactly).
+template <typename Flag>
+BYZAGG_HD int64_t geometric_median_candidate_row(const double* D, int64_t n, const Flag* active, const double* w) {
+  int64_t best_row = -1;
+  double best_value = 0.0;
+  for (int64_t k = 0; k < n; ++k) {
+    if (!active[k]) continue;
+    double value = 0.0;
+    for (int64_t i = 0; i < n; ++i)
+      if (active[i]) value += w[i] * sqrt(D[k * n + i]);
+    if (best_row < 0 || value < best_value) {
+      best_row = k;
+      best_value = value;
+    }
+  }
+  return best_row;
+}
+
+// Whether the candidate row wins: its exact objective (from the squared distances of the
+// rows to it, summed in double like the iterate's) is at most the iterate's exact objective
+// times 1 + kGeometricMedianRowSlack.
+BYZAGG_HD bool geometric_median_row_wins(double row_objective, double objective) {
+  return row_objective <= objective * (1.0 + kGeometricMedianRowSlack);
 }
 
 // D: row-major n x n exact squared distances (entries between active rows are used);

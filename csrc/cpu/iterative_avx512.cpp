@@ -29,8 +29,8 @@ inline double to_double(float x) { return static_cast<double>(x); }
 
 }  // namespace
 
-PassKernels<float> float_pass_kernels() { return {&row_sums<float>, &clip_update<float>, &combine<float>, &row_l1<float>, &brsgd_scores<float>}; }
-PassKernels<double> double_pass_kernels() { return {&row_sums<double>, &clip_update<double>, &combine<double>, &row_l1<double>, &brsgd_scores<double>}; }
+PassKernels<float> float_pass_kernels() { return {&row_sums<float>, &clip_update<float>, &combine<float>, &row_l1<float>, &brsgd_scores<float>, &gm_step<float>}; }
+PassKernels<double> double_pass_kernels() { return {&row_sums<double>, &clip_update<double>, &combine<double>, &row_l1<double>, &brsgd_scores<double>, &gm_step<double>}; }
 
 }  // namespace avx512
 }  // namespace cpu

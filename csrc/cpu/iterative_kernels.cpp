@@ -1,11 +1,11 @@
 // CPU kernels of the iterative rules, in float64 like the reference
 // (byzagg/_reference_impl.py, whose steps these follow):
-// - geometric_median: smoothed Weiszfeld on the coefficients of the iterate. The iterate is
-//   an affine combination z = sum_j c_j x_j of the rows of positive weight, and
-//   ||z - x_i||^2 = (D c)_i - c^T D c / 2 with D the exact squared distances
-//   (cpu::squared_distances): after D, every iteration (the Weiszfeld step, a line search
-//   along it, the stopping test) costs O(m^2) for m rows, a data-point check compares the
-//   rows' own objectives with the iterate's, and one last pass over G forms z.
+// - geometric_median: smoothed Weiszfeld with exact distances from the rows, from the
+//   coordinate-wise median, a line search along each step and a data-point check
+//   (csrc/core/geometric_median.h). One fused pass over G per iteration (gm_step): per
+//   block of coordinates, the iterate moves by the last step, the Weiszfeld point is formed
+//   from the previous weights together with the rows' squared distances to the iterate, and
+//   then, the block in cache, the rows' products with the new step.
 // - centered_clipping: v <- v + mean_i clip(g_i - v, tau). Pass 0 finds the non-finite rows
 //   and the distances to the start; each iteration is one fused pass per block of
 //   coordinates: the update from the previous distances, then, while the block is in
@@ -27,6 +27,7 @@
 
 #include "../core/geometric_median.h"
 #include "../core/passes.h"
+#include "coordinate.h"
 #include "coordinate_network.h"
 #include "distances.h"
 #include "iterative_passes.h"
@@ -58,7 +59,7 @@ inline V8d load8(const T* p) {
 
 template <typename T>
 PassKernels<T> pass_kernels() {
-  return {&row_sums<T>, &clip_update<T>, &combine<T>, &row_l1<T>, &brsgd_scores<T>};
+  return {&row_sums<T>, &clip_update<T>, &combine<T>, &row_l1<T>, &brsgd_scores<T>, &gm_step<T>};
 }
 }  // namespace generic
 
@@ -98,7 +99,69 @@ std::vector<double> weights_or_ones(const c10::optional<at::Tensor>& weights, in
 }
 
 // ---------------------------------------------------------------------------------------
-// Geometric median: the coefficients' iteration is csrc/core/geometric_median.h.
+// Geometric median: the algorithm and the scalar steps between passes are in
+// csrc/core/geometric_median.h. Host/device split, per call:
+//   D = squared_distances(X) (finiteness, and the data-point check at the end);
+//   z = coordinate-wise median of the active rows; s = 0, lam = 0;
+//   pass 0 (row_sums): q_i = ||z - x_i||^2 -> dist;
+//   per iteration: geometric_median_weights (host) -> pass gm_step (z += lam s, y, q0, s,
+//   e, b) -> block-order sums (host) -> geometric_median_line_search, _converged (host);
+//   last pass: z += lam s, row_sums to z and to the candidate row (chosen before, from D:
+//   geometric_median_candidate_row) -> exact objectives -> geometric_median_row_wins.
+
+// Runs the iteration on z (the start on entry); returns whether the candidate row wins.
+template <typename scalar_t>
+bool geometric_median_kernel(const scalar_t* X, int64_t n, int64_t d, const uint8_t* use, const double* w,
+                             double W, double eps, int64_t max_iter, double tol, int64_t candidate, double* z) {
+  const PassKernels<scalar_t> kernels = pass_kernels<scalar_t>();
+  const core::PassBlocks blocks = core::make_pass_blocks(n, d);
+  const size_t partials = static_cast<size_t>(blocks.count * n);
+  std::vector<double> q0p(partials, 0.0), bp(partials, 0.0), ep(static_cast<size_t>(blocks.count), 0.0);
+  std::vector<double> s(static_cast<size_t>(d), 0.0);
+  std::vector<double> q0(static_cast<size_t>(n), 0.0), b(static_cast<size_t>(n), 0.0);
+  std::vector<double> dist(static_cast<size_t>(n), 0.0), beta(static_cast<size_t>(n), 0.0);
+  auto reduce = [&](const std::vector<double>& parts, std::vector<double>& out) {
+    for (int64_t i = 0; i < n; ++i) out[i] = use[i] ? core::sum_in_block_order(parts.data(), blocks.count, n, i) : 0.0;
+  };
+  // z <- z + lam s, then the exact squared distances to z (pass 0 with lam = 0, and the
+  // last); in the last, also those to the candidate row (its copy in double: `row`).
+  auto distances = [&](double lam, const double* row) {
+    at::parallel_for(0, blocks.count, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t bl = begin; bl < end; ++bl) {
+        for (int64_t c = blocks.begin(bl); c < blocks.end(bl); ++c) z[c] = z[c] + lam * s[c];
+        kernels.row_sums(X, n, d, use, z, blocks.begin(bl), blocks.end(bl), q0p.data() + bl * n, nullptr);
+        if (row) kernels.row_sums(X, n, d, use, row, blocks.begin(bl), blocks.end(bl), bp.data() + bl * n, nullptr);
+      }
+    });
+    reduce(q0p, q0);
+  };
+  distances(0.0, nullptr);
+  for (int64_t i = 0; i < n; ++i) dist[i] = use[i] ? std::sqrt(q0[i]) : 0.0;
+  double lam = 0.0;
+  for (int64_t t = 0; t < max_iter; ++t) {
+    const double beta_sum = core::geometric_median_weights(w, dist.data(), n, use, eps, beta.data());
+    at::parallel_for(0, blocks.count, 1, [&](int64_t begin, int64_t end) {
+      std::vector<double> y(static_cast<size_t>(blocks.columns));
+      for (int64_t bl = begin; bl < end; ++bl)
+        kernels.gm_step(X, n, d, use, beta.data(), beta_sum, lam, z, s.data(), blocks.begin(bl), blocks.end(bl),
+                        y.data(), q0p.data() + bl * n, bp.data() + bl * n, ep.data() + bl);
+    });
+    reduce(q0p, q0);
+    reduce(bp, b);
+    const double e = core::sum_in_block_order(ep.data(), blocks.count, 1, 0);
+    lam = core::geometric_median_line_search(q0.data(), b.data(), e, w, n, use, dist.data());
+    if (core::geometric_median_converged(lam, e, w, dist.data(), n, use, W, tol, eps)) break;
+  }
+  // The last pass; row k's copy in double (the rows' own values, exactly).
+  std::vector<double> row(static_cast<size_t>(d));
+  for (int64_t c = 0; c < d; ++c) row[c] = static_cast<double>(X[candidate * d + c]);
+  distances(lam, row.data());
+  reduce(bp, b);
+  double objective = 0.0, row_objective = 0.0;
+  for (int64_t i = 0; i < n; ++i)
+    if (use[i]) objective += w[i] * std::sqrt(q0[i]), row_objective += w[i] * std::sqrt(b[i]);
+  return core::geometric_median_row_wins(row_objective, objective);
+}
 
 at::Tensor geometric_median_cpu(const at::Tensor& G, const c10::optional<at::Tensor>& weights, double eps,
                                 int64_t max_iter, double tol) {
@@ -112,28 +175,23 @@ at::Tensor geometric_median_cpu(const at::Tensor& G, const c10::optional<at::Ten
   for (double v : w) TORCH_CHECK(std::isfinite(v) && v >= 0, "geometric_median: weights must be finite and >= 0");
   const SquaredDistances sq = squared_distances(X);
   std::vector<uint8_t> use(static_cast<size_t>(n), 0);
-  bool any = false;
+  std::vector<int64_t> rows;
+  double W = 0.0;
   for (int64_t i = 0; i < n; ++i) {
     use[i] = sq.finite[i] && w[i] > 0;
-    any = any || use[i];
+    if (use[i]) rows.push_back(i), W += w[i];
   }
-  if (!any) return at::full({d}, std::numeric_limits<double>::quiet_NaN(), X.options());
-  std::vector<double> coef(static_cast<size_t>(n), 0.0);
-  std::vector<double> scratch(static_cast<size_t>(core::geometric_median_scratch(n)));
-  const int64_t k = core::geometric_median_coefficients(sq.D2.data(), n, use.data(), w.data(), eps, max_iter, tol,
-                                                        coef.data(), scratch.data());
-  if (k >= 0) return X[k].clone();
-  at::Tensor z = at::empty({d}, X.options().dtype(at::kDouble));
-  double* out = z.data_ptr<double>();
-  const core::PassBlocks blocks = core::make_pass_blocks(n, d);
+  if (rows.empty()) return at::full({d}, std::numeric_limits<double>::quiet_NaN(), X.options());
+  // The start: the coordinate-wise median of the active rows, in G's dtype (as the reference).
+  at::Tensor z = coordinate_rule(X, rows, 0, core::CoordinateRule::kMedian).to(at::kDouble).contiguous();
+  if (max_iter <= 0) return z.to(X.scalar_type());
+  const int64_t k = core::geometric_median_candidate_row(sq.D2.data(), n, use.data(), w.data());
+  bool row_wins = false;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, X.scalar_type(), "byzagg_geometric_median", [&] {
-    const PassKernels<scalar_t> kernels = pass_kernels<scalar_t>();
-    const scalar_t* data = X.data_ptr<scalar_t>();
-    at::parallel_for(0, blocks.count, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t bl = begin; bl < end; ++bl)
-        kernels.combine(data, n, d, use.data(), coef.data(), 1.0, blocks.begin(bl), blocks.end(bl), out);
-    });
+    row_wins = geometric_median_kernel<scalar_t>(X.data_ptr<scalar_t>(), n, d, use.data(), w.data(), W, eps,
+                                                 max_iter, tol, k, z.data_ptr<double>());
   });
+  if (row_wins) return X[k].clone();
   return z.to(X.scalar_type());
 }
 
