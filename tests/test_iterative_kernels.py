@@ -160,13 +160,15 @@ for n, d in [(5, 37), (9, 2049), (17, 4133)]:
         out.append(torch.ops.byzagg.centered_clipping(G, 0.3, 2, c))
         out.append(torch.ops.byzagg.brsgd(G, 0.5, math.inf))
         out.append(torch.ops.byzagg.brsgd(G, 0.7, 2.0 * d))
+        if dtype != torch.bfloat16:
+            out.append(torch.ops.byzagg.geometric_median(G, None, 1e-8, 20, 0.0))
 import byzagg
 torch.save(out, sys.argv[1])
 """
 
 
 def test_iterative_kernels_same_bits_on_every_isa(tmp_path):
-    """BYZAGG_CPU_ISA=generic / avx2 / the best: centered_clipping and brsgd give the same bits
+    """BYZAGG_CPU_ISA=generic / avx2 / the best: centered_clipping, brsgd and geometric_median give the same bits
     (no FMA contraction, the same lanes and order in every copy)."""
     native("centered_clipping")
     native("brsgd")
