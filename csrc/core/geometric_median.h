@@ -28,9 +28,8 @@
 // catastrophically with a row at 1e38). The quadratic q0 + 2 lam b + lam^2 e only serves
 // the line search and the next weights, and is exact at lam = 0; the next pass recomputes
 // q0 from the rows.
-//
-// geometric_median_coefficients below is the former algorithm, kept only for the CUDA
-// kernel until it is ported (it is not robust to rows of very different scales).
+// The CUDA kernel (csrc/cuda/iterative_kernels.cu) runs the same steps, the scalar ones in
+// one device thread.
 #pragma once
 
 #include <cmath>
@@ -60,37 +59,12 @@ BYZAGG_HD double geometric_median_step(int k) {
 // max(a, b) as std::max and torch.clamp have it: a NaN a stays NaN (fmax would drop it).
 BYZAGG_HD double max_keep_nan(double a, double b) { return a < b ? b : a; }
 
-// Scratch doubles geometric_median_coefficients needs for n rows.
-BYZAGG_HD int64_t geometric_median_scratch(int64_t n) { return 6 * n; }
-
-// Mv[i] = sum over active j of D[i][j] v[j] for active i (j ascending).
-template <typename Flag>
-BYZAGG_HD void active_matvec(const double* D, int64_t n, const Flag* active, const double* v, double* Mv) {
-  for (int64_t i = 0; i < n; ++i) {
-    if (!active[i]) continue;
-    double s = 0.0;
-    for (int64_t j = 0; j < n; ++j)
-      if (active[j]) s += D[i * n + j] * v[j];
-    Mv[i] = s;
-  }
-}
-
 template <typename Flag>
 BYZAGG_HD double active_dot(const double* a, const double* b, int64_t n, const Flag* active) {
   double s = 0.0;
   for (int64_t i = 0; i < n; ++i)
     if (active[i]) s += a[i] * b[i];
   return s;
-}
-
-// dist[i] = ||z - x_i|| for the active rows i, z = sum_j c_j x_j (Dc: scratch of n).
-template <typename Flag>
-BYZAGG_HD void coefficient_distances(const double* D, int64_t n, const Flag* active, const double* c, double* Dc,
-                                     double* dist) {
-  active_matvec(D, n, active, c, Dc);
-  const double cDc = active_dot(c, Dc, n, active);
-  for (int64_t i = 0; i < n; ++i)
-    if (active[i]) dist[i] = sqrt(max_keep_nan(Dc[i] - 0.5 * cDc, 0.0));
 }
 
 // beta_i = w_i / max(eps, dist_i) for the active rows (0 elsewhere); returns sum_i beta_i.
@@ -174,81 +148,6 @@ BYZAGG_HD int64_t geometric_median_candidate_row(const double* D, int64_t n, con
 // times 1 + kGeometricMedianRowSlack.
 BYZAGG_HD bool geometric_median_row_wins(double row_objective, double objective) {
   return row_objective <= objective * (1.0 + kGeometricMedianRowSlack);
-}
-
-// D: row-major n x n exact squared distances (entries between active rows are used);
-// active: the rows that take part (at least one); w: weights (positive on active rows).
-// Writes c (n values, 0 on inactive rows) and returns the row that wins the data-point
-// check, or -1. scratch: geometric_median_scratch(n) doubles.
-template <typename Flag>
-BYZAGG_HD int64_t geometric_median_coefficients(const double* D, int64_t n, const Flag* active, const double* w,
-                                                double eps, int64_t max_iter, double tol, double* c,
-                                                double* scratch) {
-  double* Dc = scratch;
-  double* dist = scratch + n;
-  double* beta = scratch + 2 * n;
-  double* delta = scratch + 3 * n;
-  double* Dd = scratch + 4 * n;
-  double* b = scratch + 5 * n;
-  double W = 0.0;
-  for (int64_t i = 0; i < n; ++i)
-    if (active[i]) W += w[i];
-  for (int64_t i = 0; i < n; ++i) c[i] = active[i] ? w[i] / W : 0.0;
-  if (max_iter <= 0) return -1;
-  coefficient_distances(D, n, active, c, Dc, dist);
-  for (int64_t t = 0; t < max_iter; ++t) {
-    double beta_sum = 0.0;
-    for (int64_t i = 0; i < n; ++i) {
-      if (!active[i]) continue;
-      beta[i] = weiszfeld_weight(w[i], dist[i], eps);
-      beta_sum += beta[i];
-    }
-    for (int64_t i = 0; i < n; ++i) delta[i] = active[i] ? beta[i] / beta_sum - c[i] : 0.0;
-    active_matvec(D, n, active, delta, Dd);
-    const double cDd = active_dot(c, Dd, n, active);
-    const double dDd = active_dot(delta, Dd, n, active);
-    for (int64_t i = 0; i < n; ++i)
-      if (active[i]) b[i] = 0.5 * (Dd[i] - cDd);
-    const double e = max_keep_nan(-0.5 * dDd, 0.0);
-    double lam = 1.0;
-    if (e > 0) {
-      double best = 0.0;
-      for (int k = 0; k < kGeometricMedianSteps; ++k) {
-        const double l = geometric_median_step(k);
-        double change = 0.0;
-        for (int64_t i = 0; i < n; ++i) {
-          if (!active[i]) continue;
-          const double rise = 2.0 * l * b[i] + l * l * e;
-          const double s = sqrt(max_keep_nan(dist[i] * dist[i] + rise, 0.0));
-          const double denom = s + dist[i];
-          change += w[i] * (denom > 0 ? rise / denom : 0.0);
-        }
-        if (k == 0 || change < best) {
-          best = change;
-          lam = l;
-        }
-      }
-    }
-    for (int64_t i = 0; i < n; ++i)
-      if (active[i]) c[i] = c[i] + lam * delta[i];
-    coefficient_distances(D, n, active, c, Dc, dist);
-    const double mean = active_dot(w, dist, n, active) / W;
-    if (lam * sqrt(e) <= tol * max_keep_nan(mean, eps)) break;
-  }
-  const double objective = active_dot(w, dist, n, active);
-  int64_t best_row = -1;
-  double best_value = 0.0;
-  for (int64_t k = 0; k < n; ++k) {
-    if (!active[k]) continue;
-    double value = 0.0;
-    for (int64_t i = 0; i < n; ++i)
-      if (active[i]) value += w[i] * sqrt(D[k * n + i]);
-    if (best_row < 0 || value < best_value) {
-      best_row = k;
-      best_value = value;
-    }
-  }
-  return best_value <= objective ? best_row : -1;
 }
 
 }  // namespace core
