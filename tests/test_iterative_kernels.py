@@ -19,19 +19,7 @@ from byzagg import _ops
 from byzagg import _reference_impl as impl
 
 import definitions as D
-from conftest import REQUIRE_NATIVE
-
-FORCED_REFERENCE = os.environ.get("BYZAGG_BACKEND", "").lower() == "reference"
-
-
-def native(op):
-    if not _ops.NATIVE_LOADED:
-        if REQUIRE_NATIVE and not FORCED_REFERENCE:
-            pytest.fail(f"BYZAGG_REQUIRE_NATIVE=1 but {_ops.LOAD_STATUS}")
-        pytest.skip(f"no native extension: {_ops.LOAD_STATUS}")
-    if op not in _ops.native_ops("cpu"):
-        pytest.skip(f"{op} has no native CPU kernel")
-    return getattr(torch.ops.byzagg, op)
+from test_native_distances import native  # torch.ops.byzagg.<op>, or a skip/failure
 
 
 def gen(seed):
