@@ -50,11 +50,17 @@ def median_of_sorted(S: torch.Tensor) -> torch.Tensor:
 
 
 def window_mean(S: torch.Tensor, start: torch.Tensor | int, k: int) -> torch.Tensor:
-    """Per column, the mean of S[start : start + k] (start per column or shared)."""
-    if isinstance(start, int):
-        return S[start : start + k].sum(dim=0) / k
-    rows = start.unsqueeze(0) + torch.arange(k, device=S.device).unsqueeze(1)
-    return torch.gather(S, 0, rows).sum(dim=0) / k
+    """Per column, the mean of S[start : start + k] (start per column or shared).
+
+    Summed from zero in row order, as the native kernels sum (csrc/core/window.h): torch's
+    own sum may add in another order, and where the window is then compared with a centre
+    (MeaMed, Phocas, Bulyan) a last-bit difference can choose another window when two
+    windows tie exactly (two clusters of equal size)."""
+    total = torch.zeros_like(S[0])
+    for i in range(k):
+        row = S[start + i] if isinstance(start, int) else torch.gather(S, 0, (start + i).unsqueeze(0)).squeeze(0)
+        total = total + row
+    return total / k
 
 
 def nearest_window_start(S: torch.Tensor, center: torch.Tensor, k: int) -> torch.Tensor:
@@ -147,11 +153,15 @@ def squared_distances(X: torch.Tensor) -> torch.Tensor:
     D = torch.zeros(n, n, dtype=torch.float64, device=X.device)
     chunk = max(1, _DISTANCE_CHUNK_ELEMENTS // n)
     for lo in range(0, d, chunk):
-        block = X[:, lo : lo + chunk].to(torch.float64)
+        # contiguous whatever G's layout: the sums' order, hence their last bits, must not
+        # depend on the strides (a structural tie, e.g. Bulyan's mutual nearest pair, is
+        # then broken the same way for every layout)
+        block = X[:, lo : lo + chunk].to(torch.float64).contiguous()
         block = torch.where(finite.unsqueeze(1), block, torch.zeros((), dtype=block.dtype, device=block.device))
         for i in range(n):
             diff = block - block[i]
             D[i] += (diff * diff).sum(dim=1)
+    D = torch.triu(D) + torch.triu(D, 1).transpose(0, 1)  # exactly symmetric
     bad = ~finite
     D[bad, :] = math.inf
     D[:, bad] = math.inf
@@ -224,9 +234,11 @@ def medoid(X):
     finite = finite_rows(X)
     if not bool(finite.any()):
         return X[0].clone()
-    D = squared_distances(X).sqrt()
-    D = D[:, finite]  # sums over the finite rows only
-    sums = torch.where(finite, D.sum(dim=1), torch.full_like(D[:, 0], math.inf))
+    D = squared_distances(X).sqrt()[:, finite]  # sums over the finite rows only
+    total = torch.zeros_like(D[:, 0])
+    for j in range(D.shape[1]):  # in column order, as the native kernels: ties are exact ties
+        total = total + D[:, j]
+    sums = torch.where(finite, total, torch.full_like(total, math.inf))
     return X[rank_rows(sums, finite)[0]].clone()
 
 
