@@ -113,7 +113,7 @@ at::Tensor brsgd_cuda(const at::Tensor& G, double beta, double threshold) {
   });
   const at::Tensor median = coordinate_rule(X, at::Tensor(), 0, core::CoordinateRule::kMedian, at::kDouble);
   RowTotals rows(X);
-  rows.run(X, median.data_ptr<double>(), RowSum::kAbsolute, /*root=*/false, nullptr);
+  rows.run(X, median.data_ptr<double>(), RowSum::kAbsolute, /*root=*/false);
   const auto doubles = X.options().dtype(at::kDouble);
   at::Tensor keys = at::empty({n}, doubles);
   negate_scores_kernel<<<static_cast<unsigned>(blocks_for(n)), kThreads, 0, current_stream()>>>(

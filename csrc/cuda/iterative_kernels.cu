@@ -230,7 +230,7 @@ at::Tensor centered_clipping_cuda(const at::Tensor& G, double tau, int64_t iters
   RowTotals rows(X);
   at::Tensor scale = at::empty({n}, v.options());
   for (int64_t it = 0; it < iters; ++it) {
-    rows.run(X, v.data_ptr<double>(), RowSum::kSquared, /*root=*/true, nullptr);
+    rows.run(X, v.data_ptr<double>(), RowSum::kSquared, /*root=*/true);
     clipping_scale_kernel<<<static_cast<unsigned>(blocks_for(n)), kThreads, 0, current_stream()>>>(
         rows.total.data_ptr<double>(), rows.finite.data_ptr<uint8_t>(), n, tau, scale.data_ptr<double>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -285,7 +285,7 @@ at::Tensor geometric_median_cuda(const at::Tensor& G, const c10::optional<at::Te
   at::Tensor beta = at::empty({n}, doubles);
   // Pass 0: the exact distances to the start.
   RowTotals start(X);
-  start.run(X, z.data_ptr<double>(), RowSum::kSquared, /*root=*/true, nullptr);
+  start.run(X, z.data_ptr<double>(), RowSum::kSquared, /*root=*/true);
   at::Tensor dist = start.total;
   const unsigned pass_blocks = static_cast<unsigned>(blocks.count);
   at::Tensor out = at::empty({d}, X.options());

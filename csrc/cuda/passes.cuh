@@ -1,9 +1,7 @@
 // Passes over the coordinates of G that also reduce over them (csrc/core/passes.h): per
 // fixed block of coordinates and per row, a sum in double, tree-summed in a fixed order
 // inside the CUDA block; then, per row, the block partials added in block order. Used by
-// centered clipping, the geometric median and BrSGD. Kernels take an optional device flag:
-// when it is set they return at once (an iterative rule that has converged keeps its
-// result without the host having to look).
+// centered clipping, the geometric median and BrSGD.
 #pragma once
 
 #include "../core/passes.h"
@@ -23,9 +21,8 @@ enum class RowSum : int {
 // non-finite value in the block).
 template <typename scalar_t>
 __global__ void row_partials_kernel(const scalar_t* __restrict__ X, int64_t n, int64_t d, core::PassBlocks blocks,
-                                    const double* __restrict__ center, RowSum kind, const int* __restrict__ done,
+                                    const double* __restrict__ center, RowSum kind,
                                     double* __restrict__ sums, double* __restrict__ probes) {
-  if (done != nullptr && *done) return;
   __shared__ double shared[kThreads];
   const int64_t b = blockIdx.x;
   const int64_t c0 = blocks.begin(b), c1 = blocks.end(b);
@@ -50,9 +47,8 @@ __global__ void row_partials_kernel(const scalar_t* __restrict__ X, int64_t n, i
 // Per row: total[i] = the block partials added in block order (their square root when
 // `root`), finite[i] = whether the row has only finite values.
 __global__ void finish_rows_kernel(const double* __restrict__ sums, const double* __restrict__ probes, int64_t n,
-                                   int64_t blocks, bool root, const int* __restrict__ done, double* __restrict__ total,
+                                   int64_t blocks, bool root, double* __restrict__ total,
                                    uint8_t* __restrict__ finite) {
-  if (done != nullptr && *done) return;
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= n) return;
   const double sum = core::sum_in_block_order(sums, blocks, n, i);
@@ -79,16 +75,16 @@ struct RowTotals {
 
   // One pass over X: total[i] = sum_c (x_ic - center_c)^2 (sqrt'ed when root) or
   // sum_c |x_ic - center_c|; center may be null (zero).
-  void run(const at::Tensor& X, const double* center, RowSum kind, bool root, const int* done) {
+  void run(const at::Tensor& X, const double* center, RowSum kind, bool root) {
     const int64_t n = X.size(0), d = X.size(1);
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, X.scalar_type(), "byzagg_row_partials_cuda", [&] {
       row_partials_kernel<scalar_t><<<static_cast<unsigned>(blocks.count), kThreads, 0, current_stream()>>>(
-          X.data_ptr<scalar_t>(), n, d, blocks, center, kind, done, sums.data_ptr<double>(),
+          X.data_ptr<scalar_t>(), n, d, blocks, center, kind, sums.data_ptr<double>(),
           probes.data_ptr<double>());
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
     finish_rows_kernel<<<static_cast<unsigned>(blocks_for(n)), kThreads, 0, current_stream()>>>(
-        sums.data_ptr<double>(), probes.data_ptr<double>(), n, blocks.count, root, done,
+        sums.data_ptr<double>(), probes.data_ptr<double>(), n, blocks.count, root,
         total.data_ptr<double>(), finite.data_ptr<uint8_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
