@@ -35,7 +35,7 @@ except ImportError:  # pragma: no cover
 MEMORY_CAP_BYTES = 4e9  # full grid: skip points where n * d * 4 bytes > 4 GB
 # reference / peer / torch.median / cdist: skip when one call would take longer (estimated);
 # the quick grid uses a lower limit so that it stays a few minutes long
-SLOW_LIMIT_S = {"quick": 5.0, "full": 20.0}
+SLOW_LIMIT_S = {"quick": 5.0, "full": 20.0, "linear": 5.0}
 NATIVE_LIMIT_S = 120.0  # byzagg and the two anchor baselines: only to keep the grid finite
 GM_ITERS = 10  # geometric_median: max_iter fixed, tol = 0 -> exactly GM_ITERS iterations
 SKIPS: list[dict] = []
@@ -53,6 +53,9 @@ GRIDS = {
         | {(11, 3 * 10**6)}
         | {(11, 25 * 10**6)}
     ),
+    # the d sweep for the linear-in-d fit, n = 11, from G about the size of the L3 cache
+    # (44 MB) to 1.1 GB; meant to be run with the allocator held warm (benchmarks/README.md)
+    "linear": sorted({(11, d) for d in (10**6, 3 * 10**6, 6 * 10**6, 10**7, 25 * 10**6)}),
 }
 
 
@@ -265,6 +268,18 @@ def skip(case: Case, reason: str):
     pytest.skip(reason)
 
 
+def l3_cache_bytes() -> int | None:
+    """Size of the L3 cache of CPU 0 from sysfs (Linux), or None."""
+    try:
+        with open("/sys/devices/system/cpu/cpu0/cache/index3/size") as fh:
+            text = fh.read().strip()
+    except OSError:
+        return None
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:].upper(), 1)
+    digits = text[:-1] if text[-1:].upper() in "KMG" else text
+    return int(digits) * scale if digits.isdigit() else None
+
+
 def pytest_benchmark_update_json(config, benchmarks, output_json):
     output_json["byzagg"] = {
         "grid": config.getoption("--bench-grid"),
@@ -279,5 +294,8 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
         "gm_iters": GM_ITERS,
         "slow_limit_s": SLOW_LIMIT_S[config.getoption("--bench-grid")],
         "memory_cap_bytes": MEMORY_CAP_BYTES,
+        "l3_cache_bytes": l3_cache_bytes(),
+        # allocator settings that change what a fresh output costs (first-touch page faults)
+        "env": {k: os.environ[k] for k in ("GLIBC_TUNABLES", "THP_MEM_ALLOC_ENABLE", "LD_PRELOAD") if k in os.environ},
         "skips": SKIPS,
     }

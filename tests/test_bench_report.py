@@ -1,0 +1,157 @@
+"""benchmarks/report.py on synthetic pytest-benchmark JSON: the log-log slope fit, the
+out-of-cache cut, the merge of reruns, the judged linear sweep, and the L3 size parser of
+benchmarks/conftest.py. Times are made from known power laws, so every figure the report
+prints has a value computed here by hand."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _load(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+report = _load("byzagg_bench_report", os.path.join(ROOT, "benchmarks", "report.py"))
+
+L3 = 32 << 20
+DS = [10**5, 10**6, 3 * 10**6, 10**7, 25 * 10**6]
+
+
+def _entry(n, d, kind, what, t, family="coordinate-wise", iters=1):
+    return {"extra_info": {"n": n, "d": d, "kind": kind, "what": what, "family": family, "iters": iters},
+            "stats": {"min": t, "rounds": 3}}
+
+
+def _run(tmp_path, name, entries, grid="full", env=None):
+    data = {"benchmarks": entries, "datetime": "2026-11-23T00:00:00",
+            "machine_info": {"cpu": {"brand_raw": "test CPU"}},
+            "byzagg": {"grid": grid, "threads": 2, "torch": "x", "backend": "test", "l3_cache_bytes": L3,
+                       "env": env or {}, "skips": []}}
+    path = tmp_path / name
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def _sweep(n, powers, scale=1e-9):
+    """Baselines sum (slope 1) and one byzagg case per rule with time scale * d**power."""
+    out = []
+    for d in DS:
+        out.append(_entry(n, d, "baseline", "sum", scale * d, family="baseline"))
+        for what, p in powers.items():
+            out.append(_entry(n, d, "byzagg", what, scale * d**p))
+    return out
+
+
+def test_slope_of_power_laws():
+    xs = [1e6, 3e6, 1e7, 2.5e7]
+    for p in (0.5, 1.0, 1.3):
+        assert report.slope(xs, [2e-9 * x**p for x in xs]) == pytest.approx(p, rel=1e-12)
+    assert report.slope([1e6], [1.0]) is None
+
+
+def test_fit_uses_only_points_out_of_cache(tmp_path):
+    # below 4 x L3 the times follow slope 2, above it slope 1: only the latter may count
+    entries = []
+    cut = report.OUT_OF_CACHE * L3
+    for d in DS:
+        t = 1e-9 * d if 11 * d * 4 >= cut else 1e-30 * d**2
+        entries.append(_entry(11, d, "byzagg", "median", t))
+    points, metas = report.load([_run(tmp_path, "a.json", entries)])
+    assert report.min_fit_bytes(metas) == cut
+    s, n, rng = report.fit_d(points, "median", "byzagg", cut)
+    assert n == 11 and rng == (3 * 10**6, 25 * 10**6)
+    assert s == pytest.approx(1.0, rel=1e-12)
+    # with every point included the slope is far from 1
+    s_all, _, _ = report.fit_d(points, "median", "byzagg", 0)
+    assert s_all > 1.2
+    # too few points out of cache: no fit
+    assert report.fit_d(points, "median", "byzagg", 11 * 10**7 * 4) == (None, None, None)
+
+
+def test_later_file_wins_per_case(tmp_path):
+    a = _run(tmp_path, "a.json", [_entry(11, 10**6, "byzagg", "median", 5.0),
+                                  _entry(11, 10**6, "byzagg", "meamed", 7.0),
+                                  _entry(11, 10**6, "baseline", "sum", 1.0, family="baseline")])
+    b = _run(tmp_path, "b.json", [_entry(11, 10**6, "byzagg", "median", 3.0),
+                                  _entry(11, 10**6, "baseline", "sum", 2.0, family="baseline")])
+    points, _ = report.load([a, b])
+    cases = points[(11, 10**6)]["cases"]
+    assert cases[("median", "byzagg")]["t"] == 3.0 and cases[("median", "byzagg")]["base"]["sum"] == 2.0
+    # meamed only in the first run keeps that run's baseline
+    assert cases[("meamed", "byzagg")]["t"] == 7.0 and cases[("meamed", "byzagg")]["base"]["sum"] == 1.0
+
+
+def test_report_judges_the_linear_sweep(tmp_path):
+    main_run = _run(tmp_path, "full.json", _sweep(11, {"median": 1.3, "krum": 1.0}))
+    linear = _run(tmp_path, "linear.json", _sweep(11, {"median": 1.02, "krum": 0.8}), grid="linear",
+                  env={"GLIBC_TUNABLES": "glibc.malloc.mmap_max=0"})
+    out = tmp_path / "cpu.md"
+    report.main([main_run, "--linear", linear, "--out", str(out), "--plots", str(tmp_path)])
+    text = out.read_text()
+    judged = text.split("### The d sweep with the allocator held warm (judged)")[1].split("### The grid as measured")[0]
+    assert "| median | 11 | 3e+06..2e+07 | 1.02 | - | - | +0.02 | PASS |" in judged
+    assert "| krum | 11 | 3e+06..2e+07 | 0.80 | - | - | -0.20 | MISS |" in judged
+    assert "GLIBC_TUNABLES=glibc.malloc.mmap_max=0" in text
+    measured = text.split("### The grid as measured (default allocator)")[1].split("Result:")[0]
+    assert "| median | 11 | 3e+06..2e+07 | 1.30 | - | - | +0.30 |" in measured
+    assert "Result: MISS: krum (0.80)." in text
+    # the main tables come from the main run only
+    assert "linear.json" not in text.split("## Targets")[0].split("Generated by")[1].split("\n")[0]
+
+
+def test_report_without_linear_run_judges_the_grid(tmp_path):
+    main_run = _run(tmp_path, "full.json", _sweep(11, {"median": 1.0, "meamed": 1.05}))
+    out = tmp_path / "cpu.md"
+    report.main([main_run, "--out", str(out), "--plots", str(tmp_path)])
+    text = out.read_text()
+    assert "| median | 11 | 3e+06..2e+07 | 1.00 | - | - | +0.00 | PASS |" in text
+    assert "Result: PASS." in text
+    assert f"{report.OUT_OF_CACHE * L3 / 2**20:.0f} MiB here" in text
+
+
+def test_l3_cache_parser(tmp_path, monkeypatch):
+    # the function alone: importing benchmarks/conftest.py would import the peers and pin threads
+    text = open(os.path.join(ROOT, "benchmarks", "conftest.py")).read()
+    ns: dict = {}
+    src = text[text.index("def l3_cache_bytes"):text.index("def pytest_benchmark_update_json")]
+    exec(compile("import os\n" + src, "conftest_l3", "exec"), ns)
+    real_open = open
+
+    def fake_open(path, *a, **k):
+        if path == "/sys/devices/system/cpu/cpu0/cache/index3/size":
+            return real_open(tmp_path / "size", *a, **k)
+        return real_open(path, *a, **k)
+
+    ns["open"] = fake_open
+    for content, want in (("32768K\n", 32 << 20), ("16M", 16 << 20), ("1G", 1 << 30), ("4096", 4096), ("n/a", None)):
+        (tmp_path / "size").write_text(content)
+        assert ns["l3_cache_bytes"]() == want
+    (tmp_path / "size").unlink()
+    assert ns["l3_cache_bytes"]() is None
+
+
+def test_repeated_linear_runs_take_the_least_time(tmp_path):
+    # run 1 is slow at the large d, run 2 at the small d: the least of the two is slope 1
+    fast = {d: 1e-9 * d for d in DS}
+    one = [_entry(11, d, "byzagg", "median", fast[d] * (3.0 if d >= 10**7 else 1.0)) for d in DS]
+    two = [_entry(11, d, "byzagg", "median", fast[d] * (1.0 if d >= 10**7 else 3.0)) for d in DS]
+    one.append(_entry(11, 10**6, "baseline", "sum", 2.0, family="baseline"))
+    two.append(_entry(11, 10**6, "baseline", "sum", 1.0, family="baseline"))
+    points, metas = report.load_min([_run(tmp_path, "1.json", one), _run(tmp_path, "2.json", two)])
+    assert len(metas) == 2
+    assert [points[(11, d)]["cases"][("median", "byzagg")]["t"] for d in DS] == [fast[d] for d in DS]
+    assert points[(11, 10**6)]["base"]["sum"] == 1.0
+    s, _, _ = report.fit_d(points, "median", "byzagg", report.OUT_OF_CACHE * L3)
+    assert s == pytest.approx(1.0, rel=1e-12)
