@@ -19,6 +19,7 @@
 #include <numeric>
 #include <vector>
 
+#include "../core/partial_order.h"
 #include "../core/passes.h"
 #include "../core/window.h"
 #include "coordinate.h"
@@ -32,15 +33,6 @@ namespace {
 // Columns transposed together for the even-n medians.
 constexpr int64_t kColumnsPerGroup = 32;
 
-// Median of v[0, n) for even n in the NaN-last order (v is reordered).
-inline double even_median_nan_last(double* v, int64_t n) {
-  const int64_t mid = n / 2;
-  std::nth_element(v, v + mid, v + n, core::nan_last_less<double>);
-  const double upper = v[mid];
-  const double lower = *std::max_element(v, v + mid, core::nan_last_less<double>);
-  return (lower + upper) / 2.0;
-}
-
 template <typename scalar_t>
 void even_medians(const scalar_t* X, int64_t n, int64_t d, double* median) {
   at::parallel_for(0, d, kColumnsPerGroup * 64, [&](int64_t begin, int64_t end) {
@@ -51,7 +43,7 @@ void even_medians(const scalar_t* X, int64_t n, int64_t d, double* median) {
         const scalar_t* row = X + r * d + c0;
         for (int64_t c = 0; c < width; ++c) columns[c * n + r] = static_cast<double>(row[c]);
       }
-      for (int64_t c = 0; c < width; ++c) median[c0 + c] = even_median_nan_last(columns.data() + c * n, n);
+      for (int64_t c = 0; c < width; ++c) median[c0 + c] = core::median_of_unsorted(columns.data() + c * n, n);
     }
   });
 }

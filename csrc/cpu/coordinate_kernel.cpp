@@ -5,7 +5,9 @@
 // coordinates, each block of columns sorted at once by a compile-time sorting network
 // (coordinate_network.inc). It uses the arithmetic of window.h in the same order, so it
 // gives the scalar path's values (a zero's sign aside: min/max do not order -0 and +0).
-// Other CPUs, n > 64 and the tail columns take the scalar path (sort each column).
+// Other CPUs, n > 64 and the tail columns take the scalar path: per column an insertion
+// sort (n <= 32), or for longer columns a partial order (core/partial_order.h: selection,
+// then a sort of the part the rule reads).
 // Columns are independent, so the result does not depend on the number of threads.
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -19,6 +21,7 @@
 #include <vector>
 
 #include "../checks.h"
+#include "../core/partial_order.h"
 #include "../core/window.h"
 #include "coordinate.h"
 #include "coordinate_network.h"
@@ -31,7 +34,7 @@ constexpr int64_t kScalarColumnsPerBlock = 32;
 constexpr int64_t kInsertionSortMax = 32;
 
 // ---------------------------------------------------------------------------------------
-// Scalar path: gather a few columns, sort each, apply the rule.
+// Scalar path: gather a few columns, order each, apply the rule.
 
 template <typename scalar_t>
 void scalar_columns(const scalar_t* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f,
@@ -48,10 +51,10 @@ void scalar_columns(const scalar_t* const* rows, int64_t n, int64_t begin, int64
       acc_t* column = columns.data() + c * n;
       if (n <= kInsertionSortMax) {
         core::insertion_sort(column, n);
+        out[c0 + c] = core::coordinate_rule_of_sorted(column, n, f, rule);
       } else {
-        std::stable_sort(column, column + n, core::nan_last_less<acc_t>);
+        out[c0 + c] = core::coordinate_rule_of_unsorted(column, n, f, rule);
       }
-      out[c0 + c] = core::coordinate_rule_of_sorted(column, n, f, rule);
     }
   }
 }
