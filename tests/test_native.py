@@ -228,3 +228,79 @@ def test_coordinate_ops_other_isas(isa):
     env = dict(os.environ, BYZAGG_CPU_ISA=isa)
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]
+
+
+LONG_COLUMNS_CODE = """
+import sys, torch, byzagg
+g = torch.Generator().manual_seed(7)
+out = {}
+for n, d in ((65, 203), (100, 203), (128, 70), (129, 203), (257, 90), (1001, 37), (4096, 33), (4097, 17)):
+    for dtype in (torch.float32, torch.float64):
+        for kind in ("randn", "ties", "nonfinite", "nan-count"):
+            if kind == "nan-count":  # column c: about n / 2 - d / 2 + c NaN rows, so the middle crosses them
+                G = torch.randn(n, d, generator=g, dtype=dtype)
+                for c in range(d):
+                    G[: max(0, min(n, n // 2 - d // 2 + c)), c] = float("nan")
+            elif kind == "randn":
+                G = torch.randn(n, d, generator=g, dtype=dtype)
+            elif kind == "ties":
+                G = torch.randint(-3, 4, (n, d), generator=g).to(dtype)
+                G[:, ::3] = -0.0
+            else:
+                G = torch.randn(n, d, generator=g, dtype=dtype)
+                k = (n - 1) // 2
+                G[:k, ::5] = float("nan")
+                G[n - 1, 1::4] = float("inf")
+                G[0, 2::4] = -float("inf")
+                G[1:n // 3, 3::7] = float("nan")
+            fmax = (n - 1) // 2
+            for op in ("median", "trimmed_mean", "meamed", "phocas"):
+                for f in ([0] if op == "median" else sorted({0, fmax // 2, fmax})):
+                    a = () if op == "median" else (f,)
+                    out[(n, d, str(dtype), kind, op, f)] = getattr(torch.ops.byzagg, op)(G, *a)
+torch.save(out, sys.argv[1])
+print("ok")
+"""
+
+
+def test_coordinate_long_columns_every_isa(tmp_path):
+    """64 < n <= 4096: the bitonic network over SIMD lanes (AVX-512, AVX2) gives the scalar
+    path's values (n = 4097 takes the scalar path everywhere), with NaN, infinities, ties and
+    signed zeros, float and double, every f class; and the best path matches the reference.
+    (On a CPU without AVX2 every run takes the scalar path.)"""
+    require_native("cpu")
+    import subprocess
+    import sys
+
+    results = {}
+    for isa in ("best", "avx2", "none"):
+        env = dict(os.environ)
+        env.pop("BYZAGG_CPU_ISA", None)
+        if isa != "best":
+            env["BYZAGG_CPU_ISA"] = isa
+        path = tmp_path / f"{isa}.pt"
+        run = subprocess.run([sys.executable, "-c", LONG_COLUMNS_CODE, str(path)], env=env, capture_output=True,
+                             text=True, timeout=600)
+        assert run.returncode == 0 and "ok" in run.stdout, run.stderr[-2000:]
+        results[isa] = torch.load(path)
+    assert len(results["none"]) > 300
+    for key, want in results["none"].items():
+        for isa in ("best", "avx2"):
+            got = results[isa][key]
+            same = (got == want) | (torch.isnan(got) & torch.isnan(want))
+            assert bool(same.all()), f"{isa} vs scalar at {key}: {got[~same][:4].tolist()} vs {want[~same][:4].tolist()}"
+    # the scalar path against the reference (the ISA paths equal it, above)
+    g = torch.Generator().manual_seed(7)
+    for n, d in ((65, 203), (100, 203), (128, 70), (129, 203)):
+        for dtype in (torch.float32, torch.float64):
+            G = torch.randn(n, d, generator=g, dtype=dtype)  # the first case of LONG_COLUMNS_CODE's sequence
+            fmax = (n - 1) // 2
+            for op in COORDINATE_OPS:
+                for f in ([0] if op == "median" else sorted({0, fmax // 2, fmax})):
+                    a = () if op == "median" else (f,)
+                    assert_close(results["none"][(n, d, str(dtype), "randn", op, f)], getattr(reference, op)(G, *a),
+                                 dtype, f"{op} n={n} f={f} {dtype}")
+            # keep the generator in step with LONG_COLUMNS_CODE (ties, nonfinite, nan-count)
+            torch.randint(-3, 4, (n, d), generator=g)
+            torch.randn(n, d, generator=g, dtype=dtype)
+            torch.randn(n, d, generator=g, dtype=dtype)

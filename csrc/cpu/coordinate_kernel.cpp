@@ -5,7 +5,10 @@
 // coordinates, each block of columns sorted at once by a compile-time sorting network
 // (coordinate_network.inc). It uses the arithmetic of window.h in the same order, so it
 // gives the scalar path's values (a zero's sign aside: min/max do not order -0 and +0).
-// Other CPUs, n > 64 and the tail columns take the scalar path: per column an insertion
+// 64 < n <= 4096 (float, double; AVX-512 or AVX2): the same with a bitonic network of
+// run-time size over a block of columns staged in memory (coordinate_network.inc).
+// Other CPUs, longer columns, half precision beyond 64 rows and the tail columns take the
+// scalar path: per column an insertion
 // sort (n <= 32), or for longer columns a partial order (core/partial_order.h: selection,
 // then a sort of the part the rule reads).
 // Columns are independent, so the result does not depend on the number of threads.
@@ -75,11 +78,36 @@ int64_t network_columns(cpu::NetworkIsa isa, const acc_t* const* rows, int64_t n
   }
 }
 
+// 64 < n <= kMaxBitonicRows, float and double: the columns of each full vector of the
+// range sorted by the ISA's bitonic network, then the window of window.h per column;
+// returns where the scalar path takes over.
+template <typename acc_t>
+int64_t bitonic_columns(cpu::NetworkIsa isa, const acc_t* const* rows, int64_t n, int64_t begin, int64_t end,
+                        int64_t f, CoordinateRule rule, acc_t* out) {
+  const int64_t lanes = (isa == cpu::NetworkIsa::kAvx512 ? 64 : 32) / static_cast<int64_t>(sizeof(acc_t));
+  std::vector<acc_t> stage(static_cast<size_t>(cpu::bitonic_rows(n) * lanes));
+  std::vector<acc_t> sorted(static_cast<size_t>(n * lanes));
+  int64_t c0 = begin;
+  for (; c0 + lanes <= end; c0 += lanes) {
+    if (isa == cpu::NetworkIsa::kAvx512) {
+      cpu::avx512::sort_columns(rows, n, c0, stage.data(), sorted.data());
+    } else {
+      cpu::avx2::sort_columns(rows, n, c0, stage.data(), sorted.data());
+    }
+    for (int64_t l = 0; l < lanes; ++l) out[c0 + l] = core::coordinate_rule_of_sorted(sorted.data() + l * n, n, f, rule);
+  }
+  return c0;
+}
+
 template <typename scalar_t>
 void coordinate_rule_cpu_kernel(const scalar_t* const* rows, int64_t n, int64_t d, int64_t f, CoordinateRule rule,
                                 at::opmath_type<scalar_t>* out) {
   using acc_t = at::opmath_type<scalar_t>;
   const cpu::NetworkIsa isa = n >= 2 && n <= cpu::kMaxNetworkRows ? cpu::network_isa() : cpu::NetworkIsa::kNone;
+  const cpu::NetworkIsa bitonic_isa = std::is_same_v<scalar_t, acc_t> && n > cpu::kMaxNetworkRows &&
+                                              n <= cpu::kMaxBitonicRows
+                                          ? cpu::network_isa()
+                                          : cpu::NetworkIsa::kNone;
   // About 64k values per task; a multiple of 16 columns, the widest vector.
   const int64_t grain = std::max<int64_t>(16, (int64_t(1) << 16) / n / 16 * 16);
   at::parallel_for(0, d, grain, [&](int64_t begin, int64_t end) {
@@ -101,6 +129,9 @@ void coordinate_rule_cpu_kernel(const scalar_t* const* rows, int64_t n, int64_t 
           done += kStaged;
         }
       }
+    }
+    if constexpr (std::is_same_v<scalar_t, acc_t>) {
+      if (bitonic_isa != cpu::NetworkIsa::kNone) done = bitonic_columns(bitonic_isa, rows, n, begin, end, f, rule, out);
     }
     if (done < end) scalar_columns(rows, n, done, end, f, rule, out);
   });

@@ -9,21 +9,34 @@
 namespace byzagg {
 namespace cpu {
 
-// Each computes the rule on columns [begin, end') of the n rows (2 <= n <= 64), where end'
+// coordinate_columns computes the rule on columns [begin, end') of the n rows (2 <= n <= 64), where end'
 // is the last multiple of the vector width not beyond end, and returns end'; the caller
-// does the rest. Only call the variant the CPU supports (network_isa()).
+// does the rest. sort_columns (kMaxNetworkRows < n <= kMaxBitonicRows) sorts the vector
+// width's columns c0, c0 + 1, ... of the n rows in the NaN-last order into sorted[c * n + p],
+// with stage holding bitonic_rows(n) x the vector width values. Only call the variant the
+// CPU supports (network_isa()).
 #define BYZAGG_DECLARE_NETWORK_ISA(ISA)                                                               \
   namespace ISA {                                                                                     \
   int64_t coordinate_columns(const float* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f, \
                              core::CoordinateRule rule, float* out);                                  \
   int64_t coordinate_columns(const double* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f, \
                              core::CoordinateRule rule, double* out);                                 \
+  void sort_columns(const float* const* rows, int64_t n, int64_t c0, float* stage, float* sorted);     \
+  void sort_columns(const double* const* rows, int64_t n, int64_t c0, double* stage, double* sorted);  \
   }
 BYZAGG_DECLARE_NETWORK_ISA(avx512)
 BYZAGG_DECLARE_NETWORK_ISA(avx2)
 #undef BYZAGG_DECLARE_NETWORK_ISA
 
 constexpr int64_t kMaxNetworkRows = 64;
+constexpr int64_t kMaxBitonicRows = 4096;
+
+// The rows of the bitonic network for n rows: n rounded up to a power of two.
+inline int64_t bitonic_rows(int64_t n) {
+  int64_t p = 1;
+  while (p < n) p <<= 1;
+  return p;
+}
 
 enum class NetworkIsa { kNone, kAvx2, kAvx512 };
 
