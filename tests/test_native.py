@@ -258,6 +258,18 @@ for n, d in ((65, 203), (100, 203), (128, 70), (129, 203), (257, 90), (1001, 37)
                 for f in ([0] if op == "median" else sorted({0, fmax // 2, fmax})):
                     a = () if op == "median" else (f,)
                     out[(n, d, str(dtype), kind, op, f)] = getattr(torch.ops.byzagg, op)(G, *a)
+# half precision (widened to float a block of 256 columns at a time, so d >= 512)
+h = torch.Generator().manual_seed(8)
+for n, d in ((129, 600), (1001, 520)):
+    for dtype in (torch.float16, torch.bfloat16):
+        G = torch.randn(n, d, generator=h).to(dtype)
+        G[: n // 3, ::5] = float("nan")
+        G[n - 1, 1::4] = float("inf")
+        fmax = (n - 1) // 2
+        for op in ("median", "trimmed_mean", "meamed", "phocas"):
+            for f in ([0] if op == "median" else sorted({0, fmax // 2, fmax})):
+                a = () if op == "median" else (f,)
+                out[(n, d, str(dtype), "half", op, f)] = getattr(torch.ops.byzagg, op)(G, *a)
 torch.save(out, sys.argv[1])
 print("ok")
 """
@@ -266,7 +278,8 @@ print("ok")
 def test_coordinate_long_columns_every_isa(tmp_path):
     """64 < n <= 4096: the bitonic network over SIMD lanes (AVX-512, AVX2) gives the scalar
     path's values (n = 4097 takes the scalar path everywhere), with NaN, infinities, ties and
-    signed zeros, float and double, every f class; and the best path matches the reference.
+    signed zeros, float and double (and half precision, widened in blocks), every f class;
+    and the scalar path matches the reference.
     (On a CPU without AVX2 every run takes the scalar path.)"""
     require_native("cpu")
     import subprocess

@@ -5,10 +5,10 @@
 // coordinates, each block of columns sorted at once by a compile-time sorting network
 // (coordinate_network.inc). It uses the arithmetic of window.h in the same order, so it
 // gives the scalar path's values (a zero's sign aside: min/max do not order -0 and +0).
-// 64 < n <= 4096 (float, double; AVX-512 or AVX2): the same with a bitonic network of
-// run-time size over a block of columns staged in memory (coordinate_network.inc).
-// Other CPUs, longer columns, half precision beyond 64 rows and the tail columns take the
-// scalar path: per column an insertion
+// 64 < n <= 4096 (AVX-512 or AVX2): the same with a bitonic network of run-time size over
+// a block of columns staged in memory (coordinate_network.inc). Half precision is widened
+// to float a block of columns at a time for both. Other CPUs, longer columns and the tail
+// columns take the scalar path: per column an insertion
 // sort (n <= 32), or for longer columns a partial order (core/partial_order.h: selection,
 // then a sort of the part the rule reads).
 // Columns are independent, so the result does not depend on the number of threads.
@@ -78,7 +78,7 @@ int64_t network_columns(cpu::NetworkIsa isa, const acc_t* const* rows, int64_t n
   }
 }
 
-// 64 < n <= kMaxBitonicRows, float and double: the columns of each full vector of the
+// 64 < n <= kMaxBitonicRows: the columns of each full vector of the
 // range sorted by the ISA's bitonic network, then the window of window.h per column;
 // returns where the scalar path takes over.
 template <typename acc_t>
@@ -103,18 +103,19 @@ template <typename scalar_t>
 void coordinate_rule_cpu_kernel(const scalar_t* const* rows, int64_t n, int64_t d, int64_t f, CoordinateRule rule,
                                 at::opmath_type<scalar_t>* out) {
   using acc_t = at::opmath_type<scalar_t>;
-  const cpu::NetworkIsa isa = n >= 2 && n <= cpu::kMaxNetworkRows ? cpu::network_isa() : cpu::NetworkIsa::kNone;
-  const cpu::NetworkIsa bitonic_isa = std::is_same_v<scalar_t, acc_t> && n > cpu::kMaxNetworkRows &&
-                                              n <= cpu::kMaxBitonicRows
-                                          ? cpu::network_isa()
-                                          : cpu::NetworkIsa::kNone;
+  // 2 <= n <= 64: the compile-time networks; 64 < n <= 4096: the bitonic network.
+  const cpu::NetworkIsa isa = n >= 2 && n <= cpu::kMaxBitonicRows ? cpu::network_isa() : cpu::NetworkIsa::kNone;
+  auto vector_columns = [&](const acc_t* const* from, int64_t begin, int64_t end, acc_t* to) {
+    return n <= cpu::kMaxNetworkRows ? network_columns(isa, from, n, begin, end, f, rule, to)
+                                     : bitonic_columns(isa, from, n, begin, end, f, rule, to);
+  };
   // About 64k values per task; a multiple of 16 columns, the widest vector.
   const int64_t grain = std::max<int64_t>(16, (int64_t(1) << 16) / n / 16 * 16);
   at::parallel_for(0, d, grain, [&](int64_t begin, int64_t end) {
     int64_t done = begin;
     if (isa != cpu::NetworkIsa::kNone) {
       if constexpr (std::is_same_v<scalar_t, acc_t>) {
-        done = network_columns(isa, rows, n, begin, end, f, rule, out);
+        done = vector_columns(rows, begin, end, out);
       } else {
         // Half precision: widen a block of columns at a time into a small buffer.
         constexpr int64_t kStaged = 256;
@@ -125,13 +126,10 @@ void coordinate_rule_cpu_kernel(const scalar_t* const* rows, int64_t n, int64_t 
             staged_rows[r] = staging.data() + r * kStaged;
             for (int64_t c = 0; c < kStaged; ++c) staging[r * kStaged + c] = static_cast<acc_t>(rows[r][done + c]);
           }
-          network_columns(isa, staged_rows.data(), n, 0, kStaged, f, rule, out + done);
+          vector_columns(staged_rows.data(), 0, kStaged, out + done);
           done += kStaged;
         }
       }
-    }
-    if constexpr (std::is_same_v<scalar_t, acc_t>) {
-      if (bitonic_isa != cpu::NetworkIsa::kNone) done = bitonic_columns(bitonic_isa, rows, n, begin, end, f, rule, out);
     }
     if (done < end) scalar_columns(rows, n, done, end, f, rule, out);
   });
