@@ -8,9 +8,9 @@
 // 64 < n <= 4096 (AVX-512 or AVX2): the same with a bitonic network of run-time size over
 // a block of columns staged in memory (coordinate_network.inc). Half precision is widened
 // to float a block of columns at a time for both. Other CPUs, longer columns and the tail
-// columns take the scalar path: per column an insertion
-// sort (n <= 32), or for longer columns a partial order (core/partial_order.h: selection,
-// then a sort of the part the rule reads).
+// columns take the scalar path: per column an insertion sort (n <= 32), or for longer
+// columns a partial order (core/partial_order.h: selection, then a sort of the part the
+// rule reads).
 // Columns are independent, so the result does not depend on the number of threads.
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
