@@ -85,7 +85,7 @@ template <typename acc_t>
 int64_t bitonic_columns(cpu::NetworkIsa isa, const acc_t* const* rows, int64_t n, int64_t begin, int64_t end,
                         int64_t f, CoordinateRule rule, acc_t* out) {
   const int64_t lanes = (isa == cpu::NetworkIsa::kAvx512 ? 64 : 32) / static_cast<int64_t>(sizeof(acc_t));
-  std::vector<acc_t> stage(static_cast<size_t>(cpu::bitonic_rows(n) * lanes));
+  std::vector<acc_t> stage(static_cast<size_t>(n * lanes));  // rows >= n are never touched
   std::vector<acc_t> sorted(static_cast<size_t>(n * lanes));
   int64_t c0 = begin;
   for (; c0 + lanes <= end; c0 += lanes) {

@@ -13,8 +13,8 @@ namespace cpu {
 // is the last multiple of the vector width not beyond end, and returns end'; the caller
 // does the rest. sort_columns (kMaxNetworkRows < n <= kMaxBitonicRows) sorts the vector
 // width's columns c0, c0 + 1, ... of the n rows in the NaN-last order into sorted[c * n + p],
-// with stage holding bitonic_rows(n) x the vector width values. Only call the variant the
-// CPU supports (network_isa()).
+// with stage holding n x the vector width values (the padding is never stored). Only call
+// the variant the CPU supports (network_isa()).
 #define BYZAGG_DECLARE_NETWORK_ISA(ISA)                                                               \
   namespace ISA {                                                                                     \
   int64_t coordinate_columns(const float* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f, \
