@@ -9,6 +9,7 @@ same functions in plain PyTorch; `byzagg.backend()` tells which one runs.
 """
 
 from ._api import RULES, make_rules
+from ._flatten import FlatSpec, flatten, unflatten
 from ._ops import backend, resolve
 from ._reference_impl import MDA_MAX_SUBSETS
 from . import reference
@@ -20,6 +21,9 @@ globals().update(make_rules(resolve, __name__))
 __all__ = [
     "RULES",
     "MDA_MAX_SUBSETS",
+    "FlatSpec",
+    "flatten",
+    "unflatten",
     "aggregate",
     "average",
     "backend",

@@ -33,10 +33,8 @@ RULES = (
     "brsgd",
 )
 
-NONFINITE_NOTE = (
-    "Non-finite values: see API.md; with at most f non-finite rows (and the precondition "
-    "on n and f) the result is finite."
-)
+# The rules whose parameter f is the number of Byzantine workers tolerated.
+RULES_WITH_F = frozenset({"trimmed_mean", "meamed", "phocas", "krum", "multi_krum", "bulyan", "mda", "nnm"})
 
 
 def _reshape_rows(result: torch.Tensor, worker_shape) -> torch.Tensor:
@@ -299,12 +297,30 @@ def make_rules(resolve, module: str) -> dict:
         fn.__module__ = module
         fn.__qualname__ = fn.__name__
 
-    def aggregate(name, G, **params):
-        """Call the rule called `name` (one of RULES) on G with its parameters."""
-        if name not in RULES:
+    def aggregate(name, G, f=None, **params):
+        """Call the rule called `name` (one of RULES) on G: one call shape for every rule.
+
+        f, the number of Byzantine workers tolerated, may be given to every rule, so that a
+        loop over RULES needs one f: the rules that take f (trimmed_mean, meamed, phocas,
+        krum, multi_krum, bulyan, mda, nnm) get it and check their requirement on n and f;
+        the others (average, median, medoid, geometric_median, centered_clipping,
+        bucketing, brsgd) have no parameter f and ignore it once it is checked to be an
+        int >= 0. Other parameters are passed by keyword.
+
+        >>> for name in byzagg.RULES:
+        ...     out = byzagg.aggregate(name, G, f=2, **params.get(name, {}))
+        """
+        if not isinstance(name, str) or name not in RULES:
             raise ValueError(f"aggregate: unknown rule {name!r}; known rules: {', '.join(RULES)}")
+        if name in RULES_WITH_F:
+            if f is None:
+                raise TypeError(f"aggregate: rule {name!r} needs f (the number of Byzantine workers tolerated)")
+            return functions[name](G, f, **params)
+        if f is not None:
+            v.check_int("aggregate", "f", f, minimum=0)
         return functions[name](G, **params)
 
     aggregate.__module__ = module
+    aggregate.__qualname__ = "aggregate"
     functions["aggregate"] = aggregate
     return functions
