@@ -64,11 +64,13 @@ def native_extensions():
     debug = flag("BYZAGG_DEBUG")
     cxx = ["-O0", "-g"] if debug else ["-O3"]
     standard = cxx_standard(torch)
-    cxx += [f"-std={standard}", "-fvisibility=hidden"]
+    # No FMA contraction: a fused multiply-add only where the code asks for one, so that every
+    # vector ISA (and every compiler target) gives the same bits.
+    cxx += [f"-std={standard}", "-fvisibility=hidden", "-ffp-contract=off"]
     link = []
     if flag("BYZAGG_SANITIZE"):
         sanitize = ["-fsanitize=address,undefined", "-fno-sanitize=vptr", "-fno-omit-frame-pointer"]
-        cxx = ["-O1", "-g", "-std=c++17", "-fvisibility=hidden"] + sanitize
+        cxx = ["-O1", "-g", f"-std={standard}", "-fvisibility=hidden", "-ffp-contract=off"] + sanitize
         link += sanitize
     if torch.backends.openmp.is_available():
         cxx.append("-fopenmp")

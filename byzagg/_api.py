@@ -123,6 +123,17 @@ def make_rules(resolve, module: str) -> dict:
     def krum_scores(G, f):
         """(n,) Krum scores: for each row, the sum of its squared distances to its n - f - 2
         nearest other rows. Requires n >= 2f + 3. Rows with non-finite values score +inf.
+
+        Always float64, whatever G's dtype: these are the values krum, multi_krum and
+        Bulyan's first pick rank (ascending, ties to the lower index), so the selection
+        can be read off them exactly. (Cast to float32, near-duplicate rows would show
+        equal scores though the selection sees them differ.) The squared distances are
+        summed in one fixed order on every CPU (see pairwise_distances), so the scores
+        and the selection have the same bits whatever the vector instruction set.
+
+        >>> scores = byzagg.krum_scores(G, f=2)
+        >>> torch.equal(byzagg.krum(G, f=2), G[torch.argmin(scores)])  # first minimum
+        True
         """
         X, _ = v.as_matrix("krum_scores", G)
         f = v.check_f("krum_scores", X.shape[0], f)

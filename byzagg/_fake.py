@@ -37,7 +37,7 @@ def register() -> None:
 
     @fake("krum_scores")
     def _krum_scores(G, f):
-        return G.new_empty((G.shape[0],))
+        return G.new_empty((G.shape[0],), dtype=torch.float64)
 
     @fake("krum")
     def _krum(G, f, m):

@@ -45,11 +45,24 @@ def _load_extension() -> tuple[bool, str]:
     return True, "loaded"
 
 
+def _op_names() -> list[str]:
+    """The rules that have an op schema in the extension (csrc/ops.cpp)."""
+    names = []
+    for name in sorted(reference._IMPLEMENTATIONS):
+        try:
+            torch._C._dispatch_has_kernel_for_dispatch_key(f"byzagg::{name}", "CPU")
+        except RuntimeError:  # no schema
+            continue
+        names.append(name)
+    return names
+
+
 NATIVE_LOADED, LOAD_STATUS = _load_extension()
 if NATIVE_LOADED:
-    from . import _fake
+    from . import _autograd, _fake
 
     _fake.register()
+    _autograd.register(_op_names())
 BUILD_INFO = _read_build_info()
 
 _DISPATCH_KEYS = {"cpu": "CPU", "cuda": "CUDA"}
@@ -87,6 +100,14 @@ def resolve(name: str, G: torch.Tensor):
     return reference.implementation(name, G)
 
 
+def cpu_isa() -> str | None:
+    """The vector instruction set the native CPU kernels use now: "avx512", "avx2" or
+    "generic" (BYZAGG_CPU_ISA caps it; every one gives the same bits); None without them."""
+    if not NATIVE_LOADED:
+        return None
+    return torch.ops.byzagg.cpu_isa()
+
+
 def backend(device: str | torch.device = "cpu") -> str:
     """What runs the rules on this device: native kernels, reference fallback, and why."""
     device_type = torch.device(device).type
@@ -99,7 +120,8 @@ def backend(device: str | torch.device = "cpu") -> str:
             f"(built with CUDA: {bool(BUILD_INFO and BUILD_INFO.get('cuda'))})"
         )
     rest = sorted(set(reference._IMPLEMENTATIONS) - set(native))
-    text = f"native {device_type.upper()} (byzagg._C, torch {torch.__version__}): {', '.join(native)}"
+    isa = f", vector ISA {cpu_isa()}" if device_type == "cpu" else ""
+    text = f"native {device_type.upper()} (byzagg._C, torch {torch.__version__}{isa}): {', '.join(native)}"
     if rest:
         text += f"; reference for {', '.join(rest)}"
     return text

@@ -200,7 +200,7 @@ def krum_scores_float64(X, f):
 
 
 def krum_scores(X, f):
-    return krum_scores_float64(X, f).to(X.dtype)
+    return krum_scores_float64(X, f)
 
 
 def mean_of_rows(X: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:

@@ -2,6 +2,15 @@
 // implementations at the bottom of their own files with TORCH_LIBRARY_IMPL(byzagg, CPU|CUDA).
 #include <torch/library.h>
 
+#include <string>
+
+#include "cpu/isa.h"
+
+namespace {
+// The vector ISA the CPU kernels use now (BYZAGG_CPU_ISA applied), for byzagg.backend().
+std::string cpu_isa_name() { return byzagg::cpu::isa_name(byzagg::cpu::cpu_isa()); }
+}  // namespace
+
 TORCH_LIBRARY(byzagg, m) {
   m.def("median(Tensor G) -> Tensor");
   m.def("trimmed_mean(Tensor G, int f) -> Tensor");
@@ -17,4 +26,5 @@ TORCH_LIBRARY(byzagg, m) {
   m.def("centered_clipping(Tensor G, float tau, int iters, Tensor? center) -> Tensor");
   m.def("brsgd(Tensor G, float beta, float threshold) -> Tensor");
   m.def("mda(Tensor G, int f) -> Tensor");
+  m.def("cpu_isa() -> str", &cpu_isa_name);
 }

@@ -4,8 +4,8 @@
 //
 // Arithmetic (the same on every backend):
 // - coordinates are walked in chunks; inside a chunk, differences, squares and sums are
-//   formed in the chunk type (float for fp16/bf16/fp32 inputs, double for fp64), and each
-//   chunk's partial sum is added in double;
+//   formed in the chunk type (float for fp16/bf16/fp32 inputs, double for fp64) in a fixed
+//   lane order (squared_sum_lanes), and each chunk's partial sum is added in double;
 // - a float chunk partial is trusted only when no square can have overflowed and none can
 //   have been lost to underflow (float_partial_trusted); otherwise the chunk is summed
 //   again in double, so +-1e30 rows or tiny differences come out as in float64;
@@ -16,6 +16,7 @@
 //   diagonal sum comes out NaN ((inf - inf)^2 or NaN^2), which is how it is detected.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <limits>
 
@@ -101,31 +102,70 @@ BYZAGG_HD DistancePlan make_distance_plan(int64_t n, int64_t d, int64_t element_
   return plan;
 }
 
-// The reference arithmetic of one tile pair on one chunk: out[a * B + b] = sum over
-// [0, len) of (rows_a[a][k] - rows_b[b][k])^2, formed in Acc. The CPU kernels vectorise
-// the same sums (their order of addition differs, their type does not).
-template <int A, int B, typename T, typename Acc>
-BYZAGG_HD void tile_squared_sums(const T* const* rows_a, const T* const* rows_b, int64_t len, Acc* out) {
-  for (int a = 0; a < A; ++a)
-    for (int b = 0; b < B; ++b) {
-      Acc sum = Acc(0);
-      for (int64_t k = 0; k < len; ++k) {
-        const Acc diff = static_cast<Acc>(rows_a[a][k]) - static_cast<Acc>(rows_b[b][k]);
-        sum += diff * diff;
-      }
-      out[a * B + b] = sum;
-    }
+// The canonical sum of one pair of rows on one chunk, the arithmetic every CPU kernel
+// reproduces bit for bit whatever its SIMD width (so Krum's choice among near-equal rows
+// does not depend on the CPU): L lanes of type Acc, lane l accumulating the coordinates
+// k = l (mod L) in order with a fused multiply-add of the difference, diff formed in Acc;
+// then the lanes reduced in double by halving (lane l + L/2 into lane l, then L/4, ...).
+// L = 16 for float chunks (one AVX-512 register, two AVX2 registers), 8 for double ones.
+template <typename Acc>
+struct SumLanes {
+  static constexpr int value = 16;
+};
+template <>
+struct SumLanes<double> {
+  static constexpr int value = 8;
+};
+
+BYZAGG_HD float fused_multiply_add(float a, float b, float c) { return fmaf(a, b, c); }
+BYZAGG_HD double fused_multiply_add(double a, double b, double c) { return fma(a, b, c); }
+
+// The halving reduction of L lanes in double.
+template <int L, typename Acc>
+BYZAGG_HD double reduce_lanes(const Acc* lanes) {
+  double s[L / 2];
+  for (int l = 0; l < L / 2; ++l) s[l] = static_cast<double>(lanes[l]) + static_cast<double>(lanes[l + L / 2]);
+  for (int w = L / 4; w >= 1; w /= 2)
+    for (int l = 0; l < w; ++l) s[l] = s[l] + s[l + w];
+  return s[0];
 }
 
-// One pair's chunk summed in double: the fallback when a float partial is not trusted.
+template <typename Acc, typename T>
+BYZAGG_HD double squared_sum_in(const T* x, const T* y, int64_t len) {
+  constexpr int L = SumLanes<Acc>::value;
+  Acc acc[L];
+  for (int l = 0; l < L; ++l) acc[l] = Acc(0);
+  int64_t k = 0;
+  for (; k + L <= len; k += L)
+    for (int l = 0; l < L; ++l) {
+      const Acc diff = static_cast<Acc>(x[k + l]) - static_cast<Acc>(y[k + l]);
+      acc[l] = fused_multiply_add(diff, diff, acc[l]);
+    }
+  for (int l = 0; k + l < len; ++l) {
+    const Acc diff = static_cast<Acc>(x[k + l]) - static_cast<Acc>(y[k + l]);
+    acc[l] = fused_multiply_add(diff, diff, acc[l]);
+  }
+  return reduce_lanes<L>(acc);
+}
+
+// One pair's chunk in its chunk type T (float or double): the canonical lane sum.
+template <typename T>
+BYZAGG_HD double squared_sum_lanes(const T* x, const T* y, int64_t len) {
+  return squared_sum_in<T>(x, y, len);
+}
+
+// One pair's chunk summed in double (8 lanes): the fallback when a float partial is not
+// trusted, and the double arithmetic of the CUDA kernels.
 template <typename T>
 BYZAGG_HD double squared_sum_double(const T* x, const T* y, int64_t len) {
-  double sum = 0.0;
-  for (int64_t k = 0; k < len; ++k) {
-    const double diff = static_cast<double>(x[k]) - static_cast<double>(y[k]);
-    sum += diff * diff;
-  }
-  return sum;
+  return squared_sum_in<double>(x, y, len);
+}
+
+// One tile pair on one chunk: out[a * B + b], the canonical lane sums of the chunk type T.
+template <int A, int B, typename T>
+BYZAGG_HD void tile_squared_sums(const T* const* rows_a, const T* const* rows_b, int64_t len, double* out) {
+  for (int a = 0; a < A; ++a)
+    for (int b = 0; b < B; ++b) out[a * B + b] = squared_sum_lanes(rows_a[a], rows_b[b], len);
 }
 
 // Turns summed squares into the distance matrix. On entry the upper triangle (diagonal

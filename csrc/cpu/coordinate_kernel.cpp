@@ -104,7 +104,7 @@ void coordinate_rule_cpu_kernel(const scalar_t* const* rows, int64_t n, int64_t 
                                 at::opmath_type<scalar_t>* out) {
   using acc_t = at::opmath_type<scalar_t>;
   // 2 <= n <= 64: the compile-time networks; 64 < n <= 4096: the bitonic network.
-  const cpu::NetworkIsa isa = n >= 2 && n <= cpu::kMaxBitonicRows ? cpu::network_isa() : cpu::NetworkIsa::kNone;
+  const cpu::NetworkIsa isa = n >= 2 && n <= cpu::kMaxBitonicRows ? cpu::network_isa() : cpu::NetworkIsa::kGeneric;
   auto vector_columns = [&](const acc_t* const* from, int64_t begin, int64_t end, acc_t* to) {
     return n <= cpu::kMaxNetworkRows ? network_columns(isa, from, n, begin, end, f, rule, to)
                                      : bitonic_columns(isa, from, n, begin, end, f, rule, to);
@@ -113,7 +113,7 @@ void coordinate_rule_cpu_kernel(const scalar_t* const* rows, int64_t n, int64_t 
   const int64_t grain = std::max<int64_t>(16, (int64_t(1) << 16) / n / 16 * 16);
   at::parallel_for(0, d, grain, [&](int64_t begin, int64_t end) {
     int64_t done = begin;
-    if (isa != cpu::NetworkIsa::kNone) {
+    if (isa != cpu::NetworkIsa::kGeneric) {
       if constexpr (std::is_same_v<scalar_t, acc_t>) {
         done = vector_columns(rows, begin, end, out);
       } else {
@@ -158,24 +158,6 @@ at::Tensor meamed_cpu(const at::Tensor& G, int64_t f) { return coordinate_rule_c
 at::Tensor phocas_cpu(const at::Tensor& G, int64_t f) { return coordinate_rule_cpu(G, f, CoordinateRule::kPhocas); }
 
 }  // namespace
-
-cpu::NetworkIsa cpu::network_isa() {
-  static const NetworkIsa isa = [] {
-    const char* cap = std::getenv("BYZAGG_CPU_ISA");
-    const std::string limit = cap ? cap : "";
-    if (limit == "none" || limit == "scalar" || limit == "generic") return NetworkIsa::kNone;
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-    __builtin_cpu_init();
-    const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-                        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
-    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (avx512 && limit != "avx2") return NetworkIsa::kAvx512;
-    if (avx2) return NetworkIsa::kAvx2;
-#endif
-    return NetworkIsa::kNone;
-  }();
-  return isa;
-}
 
 at::Tensor cpu::coordinate_rule(const at::Tensor& G, const std::vector<int64_t>& rows, int64_t f,
                                 CoordinateRule rule) {

@@ -2,6 +2,8 @@
 // (coordinate_network.inc compiled by coordinate_avx512.cpp and coordinate_avx2.cpp).
 #pragma once
 
+#include "isa.h"
+
 #include <cstdint>
 
 #include "../core/window.h"
@@ -38,11 +40,9 @@ inline int64_t bitonic_rows(int64_t n) {
   return p;
 }
 
-enum class NetworkIsa { kNone, kAvx2, kAvx512 };
-
-// The best network variant this CPU runs (checked once). BYZAGG_CPU_ISA=avx2|none in the
-// environment caps it (to test and benchmark the other paths); "generic" or "none": no network.
-NetworkIsa network_isa();
+// The network variant follows the CPU ISA (isa.h); generic: no network, the scalar path.
+using NetworkIsa = Isa;
+inline NetworkIsa network_isa() { return cpu_isa(); }
 
 }  // namespace cpu
 }  // namespace byzagg

@@ -1,8 +1,9 @@
 // CPU kernel of the exact distance matrix (csrc/core/distances.h) and the op
 // pairwise_distances. Register tiles of 4 x 4 row pairs, coordinates in chunks of 8 KiB
-// per row, the chunk's sums formed in float (double for fp64) in SIMD lanes and added in
-// double; work items are (superblock of chunks, pair of row blocks), and superblocks are
-// added in order, so the bits do not depend on the number of threads.
+// per row, the chunk's sums formed in float (double for fp64) in the canonical lane order
+// of core::squared_sum_lanes and added in double; work items are (superblock of chunks,
+// pair of row blocks), and superblocks are added in order, so the bits depend neither on
+// the number of threads nor on the vector ISA (AVX-512, AVX2 and the generic code agree).
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -27,6 +28,7 @@
 
 #include "../core/distances.h"
 #include "distances.h"
+#include "isa.h"
 
 namespace byzagg {
 namespace cpu {
@@ -35,40 +37,18 @@ namespace {
 constexpr int kTile = static_cast<int>(core::kDistanceTileRows);
 static_assert(kTile == 4, "the vector kernels are written for 4 x 4 tiles");
 
-// out[a * 4 + b] = sum over [0, len) of (a[a][k] - b[b][k])^2, the lanes reduced in double.
+// out[a * 4 + b] = the canonical chunk sum of rows a[a] and b[b] on [0, len)
+// (core::squared_sum_lanes): 16 float or 8 double lanes, fused multiply-adds, lanes halved
+// in double. Every kernel below gives exactly these bits, whatever its register width.
 template <typename T>
 using TileKernel = void (*)(const T* const* a, const T* const* b, int64_t len, double* out);
 
 // ---------------------------------------------------------------------------------------
-// Generic kernels: any CPU, vectorised by the compiler where it can.
+// Generic kernels: any CPU (the compiler vectorises the lane loop where it can).
 
 template <typename T>
 void tile_generic(const T* const* a, const T* const* b, int64_t len, double* out) {
-  for (int i = 0; i < kTile; ++i) {
-    const T* x = a[i];
-    for (int j = 0; j < kTile; ++j) {
-      const T* y = b[j];
-      T sum = T(0);
-#pragma omp simd reduction(+ : sum)
-      for (int64_t k = 0; k < len; ++k) {
-        const T diff = x[k] - y[k];
-        sum += diff * diff;
-      }
-      out[i * kTile + j] = static_cast<double>(sum);
-    }
-  }
-}
-
-// One pair's chunk in double (a float partial that is not trusted).
-template <typename T>
-double pair_sum_double(const T* x, const T* y, int64_t len) {
-  double sum = 0.0;
-#pragma omp simd reduction(+ : sum)
-  for (int64_t k = 0; k < len; ++k) {
-    const double diff = static_cast<double>(x[k]) - static_cast<double>(y[k]);
-    sum += diff * diff;
-  }
-  return sum;
+  core::tile_squared_sums<kTile, kTile>(a, b, len, out);
 }
 
 // Whether x[0, len) is all finite: x * 0 is 0 for a number, NaN for inf or NaN.
@@ -80,10 +60,31 @@ bool all_finite(const T* x, int64_t len) {
   return probe == T(0);
 }
 
+using PairSum = double (*)(const float* x, const float* y, int64_t len);
+
+double pair_sum_double_generic(const float* x, const float* y, int64_t len) {
+  return core::squared_sum_double(x, y, len);
+}
+
 #if BYZAGG_X86_DISPATCH
+// The same generic code compiled where the CPU has FMA: fmaf becomes an instruction
+// instead of a library call (same bits).
+__attribute__((target("avx2,fma"))) void tile_generic_f32_fma(const float* const* a, const float* const* b,
+                                                              int64_t len, double* out) {
+  core::tile_squared_sums<kTile, kTile>(a, b, len, out);
+}
+__attribute__((target("avx2,fma"))) void tile_generic_f64_fma(const double* const* a, const double* const* b,
+                                                              int64_t len, double* out) {
+  core::tile_squared_sums<kTile, kTile>(a, b, len, out);
+}
+__attribute__((target("avx2,fma"))) double pair_sum_double_fma(const float* x, const float* y, int64_t len) {
+  return core::squared_sum_double(x, y, len);
+}
+
 // ---------------------------------------------------------------------------------------
-// AVX-512: 16 accumulators (4 x 4 pairs) of 16 floats or 8 doubles, 4 + 1 rows in flight.
-// Accumulators are named variables, not an array, so that they stay in registers.
+// AVX-512: one register per pair holds the 16 float (8 double) lanes; 16 accumulators
+// (4 x 4 pairs), 4 + 1 rows in flight. Accumulators are named variables, not an array, so
+// that they stay in registers.
 
 #define BYZAGG_DECLARE_ACCUMULATORS(VEC, ZERO)                                          \
   VEC acc00 = ZERO, acc01 = ZERO, acc02 = ZERO, acc03 = ZERO, acc10 = ZERO, acc11 = ZERO, \
@@ -121,13 +122,19 @@ bool all_finite(const T* x, int64_t len) {
     out[12] = REDUCE(acc30), out[13] = REDUCE(acc31), out[14] = REDUCE(acc32), out[15] = REDUCE(acc33); \
   } while (0)
 
+// The halving reduction of core::reduce_lanes on 8 double lanes: (l, l + 4), (l, l + 2), (0, 1).
+__attribute__((target("avx512f"))) inline double reduce_pd_avx512(__m512d v) {
+  const __m256d s4 = _mm256_add_pd(_mm512_castpd512_pd256(v), _mm512_extractf64x4_pd(v, 1));
+  const __m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));
+  return _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)));
+}
+
+// 16 float lanes: first (l, l + 8) in double, then as above.
 __attribute__((target("avx512f"))) inline double reduce_ps_avx512(__m512 v) {
   const __m512d low = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
   const __m512d high = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-  return _mm512_reduce_add_pd(_mm512_add_pd(low, high));
+  return reduce_pd_avx512(_mm512_add_pd(low, high));
 }
-
-__attribute__((target("avx512f"))) inline double reduce_pd_avx512(__m512d v) { return _mm512_reduce_add_pd(v); }
 
 __attribute__((target("avx512f"))) void tile_f32_avx512(const float* const* a, const float* const* b, int64_t len,
                                                         double* out) {
@@ -162,117 +169,114 @@ __attribute__((target("avx512f"))) void tile_f64_avx512(const double* const* a, 
 }
 
 // ---------------------------------------------------------------------------------------
-// AVX2 + FMA: 16 registers, so the 4 x 4 tile runs as two 2 x 4 halves (8 accumulators).
+// AVX2 + FMA: two registers per pair hold the 16 float (8 double) lanes, low and high;
+// with 16 registers the 4 x 4 tile runs as four 2 x 2 quarters (8 accumulators).
 
-#define BYZAGG_HALF_TILE_STEP(VEC, LOAD, SUB, FMA)                                     \
-  do {                                                                                 \
-    const VEC x0 = LOAD(a0 + k), x1 = LOAD(a1 + k);                                    \
-    VEC y, d0, d1;                                                                     \
-    y = LOAD(b0 + k), d0 = SUB(x0, y), d1 = SUB(x1, y);                                \
-    acc00 = FMA(d0, d0, acc00), acc10 = FMA(d1, d1, acc10);                            \
-    y = LOAD(b1 + k), d0 = SUB(x0, y), d1 = SUB(x1, y);                                \
-    acc01 = FMA(d0, d0, acc01), acc11 = FMA(d1, d1, acc11);                            \
-    y = LOAD(b2 + k), d0 = SUB(x0, y), d1 = SUB(x1, y);                                \
-    acc02 = FMA(d0, d0, acc02), acc12 = FMA(d1, d1, acc12);                            \
-    y = LOAD(b3 + k), d0 = SUB(x0, y), d1 = SUB(x1, y);                                \
-    acc03 = FMA(d0, d0, acc03), acc13 = FMA(d1, d1, acc13);                            \
+#define BYZAGG_QUARTER_STEP(VEC, LOAD_LO, LOAD_HI, W, SUB, FMA)                                   \
+  do {                                                                                      \
+    const VEC x0l = LOAD_LO(x0 + k), x0h = LOAD_HI(x0 + k + W), x1l = LOAD_LO(x1 + k),        \
+              x1h = LOAD_HI(x1 + k + W);                                                    \
+    VEC yl = LOAD_LO(y0 + k), yh = LOAD_HI(y0 + k + W), dl, dh;                             \
+    dl = SUB(x0l, yl), dh = SUB(x0h, yh), s00l = FMA(dl, dl, s00l), s00h = FMA(dh, dh, s00h); \
+    dl = SUB(x1l, yl), dh = SUB(x1h, yh), s10l = FMA(dl, dl, s10l), s10h = FMA(dh, dh, s10h); \
+    yl = LOAD_LO(y1 + k), yh = LOAD_HI(y1 + k + W);                                         \
+    dl = SUB(x0l, yl), dh = SUB(x0h, yh), s01l = FMA(dl, dl, s01l), s01h = FMA(dh, dh, s01h); \
+    dl = SUB(x1l, yl), dh = SUB(x1h, yh), s11l = FMA(dl, dl, s11l), s11h = FMA(dh, dh, s11h); \
   } while (0)
 
-__attribute__((target("avx2,fma"))) inline double reduce_pd_avx2(__m256d v) {
-  const __m128d pair = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
-  return _mm_cvtsd_f64(_mm_add_sd(pair, _mm_unpackhi_pd(pair, pair)));
+// 8 double lanes as low (0-3) and high (4-7): (l, l + 4), (l, l + 2), (0, 1).
+__attribute__((target("avx2,fma"))) inline double reduce_pd_avx2(__m256d lo, __m256d hi) {
+  const __m256d s4 = _mm256_add_pd(lo, hi);
+  const __m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));
+  return _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)));
 }
 
-__attribute__((target("avx2,fma"))) inline double reduce_ps_avx2(__m256 v) {
-  const __m256d low = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
-  const __m256d high = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
-  return reduce_pd_avx2(_mm256_add_pd(low, high));
+// 16 float lanes as low (0-7) and high (8-15): (l, l + 8) in double, then as above.
+__attribute__((target("avx2,fma"))) inline double reduce_ps_avx2(__m256 lo, __m256 hi) {
+  const __m256d s8_low = _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(lo)),
+                                       _mm256_cvtps_pd(_mm256_castps256_ps128(hi)));
+  const __m256d s8_high = _mm256_add_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(lo, 1)),
+                                        _mm256_cvtps_pd(_mm256_extractf128_ps(hi, 1)));
+  return reduce_pd_avx2(s8_low, s8_high);
 }
 
 __attribute__((target("avx2,fma"))) void tile_f32_avx2(const float* const* a, const float* const* b, int64_t len,
                                                        double* out) {
-  const float *b0 = b[0], *b1 = b[1], *b2 = b[2], *b3 = b[3];
-  const int64_t remaining = len % 8;
-  const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(remaining)),
-                                          _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-  for (int half = 0; half < 2; ++half) {
-    const float *a0 = a[2 * half], *a1 = a[2 * half + 1];
-    __m256 acc00 = _mm256_setzero_ps(), acc01 = acc00, acc02 = acc00, acc03 = acc00;
-    __m256 acc10 = acc00, acc11 = acc00, acc12 = acc00, acc13 = acc00;
-    int64_t k = 0;
-    for (; k + 8 <= len; k += 8) BYZAGG_HALF_TILE_STEP(__m256, _mm256_loadu_ps, _mm256_sub_ps, _mm256_fmadd_ps);
-    if (remaining) {
-#define BYZAGG_MASKED_LOAD(p) _mm256_maskload_ps(p, mask)
-      BYZAGG_HALF_TILE_STEP(__m256, BYZAGG_MASKED_LOAD, _mm256_sub_ps, _mm256_fmadd_ps);
-#undef BYZAGG_MASKED_LOAD
+  const int64_t full = len - len % 16, rest = len - full;
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i mask_lo = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(rest)), lane);
+  const __m256i mask_hi = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(rest) - 8), lane);
+  for (int p = 0; p < kTile; p += 2)
+    for (int q = 0; q < kTile; q += 2) {
+      const float *x0 = a[p], *x1 = a[p + 1], *y0 = b[q], *y1 = b[q + 1];
+      __m256 s00l = _mm256_setzero_ps(), s00h = s00l, s01l = s00l, s01h = s00l;
+      __m256 s10l = s00l, s10h = s00l, s11l = s00l, s11h = s00l;
+      int64_t k = 0;
+      for (; k < full; k += 16)
+        BYZAGG_QUARTER_STEP(__m256, _mm256_loadu_ps, _mm256_loadu_ps, 8, _mm256_sub_ps, _mm256_fmadd_ps);
+      if (rest) {
+#define BYZAGG_LOAD_LO(ptr) _mm256_maskload_ps(ptr, mask_lo)
+#define BYZAGG_LOAD_HI(ptr) _mm256_maskload_ps(ptr, mask_hi)
+        BYZAGG_QUARTER_STEP(__m256, BYZAGG_LOAD_LO, BYZAGG_LOAD_HI, 8, _mm256_sub_ps, _mm256_fmadd_ps);
+#undef BYZAGG_LOAD_LO
+#undef BYZAGG_LOAD_HI
+      }
+      out[p * kTile + q] = reduce_ps_avx2(s00l, s00h), out[p * kTile + q + 1] = reduce_ps_avx2(s01l, s01h);
+      out[(p + 1) * kTile + q] = reduce_ps_avx2(s10l, s10h);
+      out[(p + 1) * kTile + q + 1] = reduce_ps_avx2(s11l, s11h);
     }
-    double* o = out + 8 * half;
-    o[0] = reduce_ps_avx2(acc00), o[1] = reduce_ps_avx2(acc01), o[2] = reduce_ps_avx2(acc02);
-    o[3] = reduce_ps_avx2(acc03), o[4] = reduce_ps_avx2(acc10), o[5] = reduce_ps_avx2(acc11);
-    o[6] = reduce_ps_avx2(acc12), o[7] = reduce_ps_avx2(acc13);
-  }
 }
 
 __attribute__((target("avx2,fma"))) void tile_f64_avx2(const double* const* a, const double* const* b, int64_t len,
                                                        double* out) {
-  const double *b0 = b[0], *b1 = b[1], *b2 = b[2], *b3 = b[3];
-  const int64_t remaining = len % 4;
-  const __m256i mask = _mm256_cmpgt_epi64(_mm256_set1_epi64x(remaining), _mm256_setr_epi64x(0, 1, 2, 3));
-  for (int half = 0; half < 2; ++half) {
-    const double *a0 = a[2 * half], *a1 = a[2 * half + 1];
-    __m256d acc00 = _mm256_setzero_pd(), acc01 = acc00, acc02 = acc00, acc03 = acc00;
-    __m256d acc10 = acc00, acc11 = acc00, acc12 = acc00, acc13 = acc00;
-    int64_t k = 0;
-    for (; k + 4 <= len; k += 4) BYZAGG_HALF_TILE_STEP(__m256d, _mm256_loadu_pd, _mm256_sub_pd, _mm256_fmadd_pd);
-    if (remaining) {
-#define BYZAGG_MASKED_LOAD(p) _mm256_maskload_pd(p, mask)
-      BYZAGG_HALF_TILE_STEP(__m256d, BYZAGG_MASKED_LOAD, _mm256_sub_pd, _mm256_fmadd_pd);
-#undef BYZAGG_MASKED_LOAD
+  const int64_t full = len - len % 8, rest = len - full;
+  const __m256i lane = _mm256_setr_epi64x(0, 1, 2, 3);
+  const __m256i mask_lo = _mm256_cmpgt_epi64(_mm256_set1_epi64x(rest), lane);
+  const __m256i mask_hi = _mm256_cmpgt_epi64(_mm256_set1_epi64x(rest - 4), lane);
+  for (int p = 0; p < kTile; p += 2)
+    for (int q = 0; q < kTile; q += 2) {
+      const double *x0 = a[p], *x1 = a[p + 1], *y0 = b[q], *y1 = b[q + 1];
+      __m256d s00l = _mm256_setzero_pd(), s00h = s00l, s01l = s00l, s01h = s00l;
+      __m256d s10l = s00l, s10h = s00l, s11l = s00l, s11h = s00l;
+      int64_t k = 0;
+      for (; k < full; k += 8)
+        BYZAGG_QUARTER_STEP(__m256d, _mm256_loadu_pd, _mm256_loadu_pd, 4, _mm256_sub_pd, _mm256_fmadd_pd);
+      if (rest) {
+#define BYZAGG_LOAD_LO(ptr) _mm256_maskload_pd(ptr, mask_lo)
+#define BYZAGG_LOAD_HI(ptr) _mm256_maskload_pd(ptr, mask_hi)
+        BYZAGG_QUARTER_STEP(__m256d, BYZAGG_LOAD_LO, BYZAGG_LOAD_HI, 4, _mm256_sub_pd, _mm256_fmadd_pd);
+#undef BYZAGG_LOAD_LO
+#undef BYZAGG_LOAD_HI
+      }
+      out[p * kTile + q] = reduce_pd_avx2(s00l, s00h), out[p * kTile + q + 1] = reduce_pd_avx2(s01l, s01h);
+      out[(p + 1) * kTile + q] = reduce_pd_avx2(s10l, s10h);
+      out[(p + 1) * kTile + q + 1] = reduce_pd_avx2(s11l, s11h);
     }
-    double* o = out + 8 * half;
-    o[0] = reduce_pd_avx2(acc00), o[1] = reduce_pd_avx2(acc01), o[2] = reduce_pd_avx2(acc02);
-    o[3] = reduce_pd_avx2(acc03), o[4] = reduce_pd_avx2(acc10), o[5] = reduce_pd_avx2(acc11);
-    o[6] = reduce_pd_avx2(acc12), o[7] = reduce_pd_avx2(acc13);
-  }
 }
 
 #undef BYZAGG_DECLARE_ACCUMULATORS
 #undef BYZAGG_TILE_STEP
 #undef BYZAGG_STORE_ACCUMULATORS
-#undef BYZAGG_HALF_TILE_STEP
+#undef BYZAGG_QUARTER_STEP
 #endif  // BYZAGG_X86_DISPATCH
 
 // ---------------------------------------------------------------------------------------
 // Choice of kernel family at run time.
 
-enum class Isa { kGeneric = 0, kAvx2 = 1, kAvx512 = 2 };
-
-Isa supported_isa() {
+bool cpu_has_fma() {
 #if BYZAGG_X86_DISPATCH
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) return Isa::kAvx512;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::kAvx2;
+  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return has;
+#else
+  return false;
 #endif
-  return Isa::kGeneric;
-}
-
-Isa current_isa() {
-  static const Isa supported = supported_isa();
-  Isa isa = supported;
-  if (const char* cap = std::getenv("BYZAGG_CPU_ISA")) {
-    Isa wanted = isa;
-    if (std::strcmp(cap, "generic") == 0) wanted = Isa::kGeneric;
-    if (std::strcmp(cap, "avx2") == 0) wanted = Isa::kAvx2;
-    if (std::strcmp(cap, "avx512") == 0) wanted = Isa::kAvx512;
-    isa = std::min(isa, wanted);
-  }
-  return isa;
 }
 
 TileKernel<float> float_kernel(Isa isa) {
 #if BYZAGG_X86_DISPATCH
   if (isa == Isa::kAvx512) return &tile_f32_avx512;
   if (isa == Isa::kAvx2) return &tile_f32_avx2;
+  if (cpu_has_fma()) return &tile_generic_f32_fma;
 #endif
   (void)isa;
   return &tile_generic<float>;
@@ -282,9 +286,17 @@ TileKernel<double> double_kernel(Isa isa) {
 #if BYZAGG_X86_DISPATCH
   if (isa == Isa::kAvx512) return &tile_f64_avx512;
   if (isa == Isa::kAvx2) return &tile_f64_avx2;
+  if (cpu_has_fma()) return &tile_generic_f64_fma;
 #endif
   (void)isa;
   return &tile_generic<double>;
+}
+
+PairSum pair_sum_kernel() {
+#if BYZAGG_X86_DISPATCH
+  if (cpu_has_fma()) return &pair_sum_double_fma;
+#endif
+  return &pair_sum_double_generic;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -300,6 +312,7 @@ struct ItemContext {
   const core::DistancePlan* plan;
   const scalar_t* X;
   TileKernel<T> kernel;
+  PairSum pair_sum;  // float chunks whose partial is not trusted, in double
   double* partials;  // superblocks x n x n
 };
 
@@ -374,7 +387,7 @@ void run_item(const ItemContext<scalar_t>& ctx, int64_t item) {
             double v = tile_out[x * kTile + y];
             if (kFloatChunks && i != j && !core::float_partial_trusted(v) && v == v &&
                 finite_on_chunk(p_state, p_ptr, ti + x) && finite_on_chunk(q_state, q_ptr, tj + y)) {
-              v = pair_sum_double(p_ptr[ti + x], q_ptr[tj + y], len);
+              if constexpr (kFloatChunks) v = ctx.pair_sum(p_ptr[ti + x], q_ptr[tj + y], len);
             }
             acc[i * n + j] += v;
           }
@@ -404,6 +417,7 @@ void squared_distances_impl(const scalar_t* X, int64_t n, int64_t d, Isa isa, do
   } else {
     ctx.kernel = float_kernel(isa);
   }
+  ctx.pair_sum = pair_sum_kernel();
   ctx.partials = target;
   at::parallel_for(0, plan.items(), 1, [&](int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; ++item) run_item(ctx, item);
@@ -474,17 +488,6 @@ void check_square_temporaries(const char* rule, int64_t n, double bytes_per_pair
                    limit / gib, " GiB available; use fewer rows (e.g. bucketing first) or a coordinate-wise rule");
 }
 
-const char* distance_isa_name() {
-  switch (current_isa()) {
-    case Isa::kAvx512:
-      return "avx512";
-    case Isa::kAvx2:
-      return "avx2";
-    default:
-      return "generic";
-  }
-}
-
 SquaredDistances squared_distances(const at::Tensor& G) {
   const at::Tensor X = G.contiguous();
   const int64_t n = X.size(0), d = X.size(1);
@@ -492,7 +495,7 @@ SquaredDistances squared_distances(const at::Tensor& G) {
   result.n = n;
   result.D2.assign(static_cast<size_t>(n * n), 0.0);
   result.finite.assign(static_cast<size_t>(n), 1);
-  const Isa isa = current_isa();
+  const Isa isa = cpu_isa();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, X.scalar_type(), "byzagg_squared_distances", [&] {
     squared_distances_impl<scalar_t>(X.data_ptr<scalar_t>(), n, d, isa, result.D2.data());
   });

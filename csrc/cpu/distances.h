@@ -18,12 +18,8 @@ struct SquaredDistances {
 
 // The squared distances of the rows of the 2-D floating tensor G (csrc/core/distances.h):
 // +inf for every pair with a non-finite row, zero diagonal. Same bits for any number of
-// threads. The vector kernel is the best the CPU supports; BYZAGG_CPU_ISA=generic|avx2|
-// avx512 caps it (tests and benchmarks).
+// threads and on the vector kernel (cpu_isa(), isa.h).
 SquaredDistances squared_distances(const at::Tensor& G);
-
-// The kernel family squared_distances uses now: "avx512", "avx2" or "generic".
-const char* distance_isa_name();
 
 // Raises torch.OutOfMemoryError naming the rule, n and the sizes when the rule's O(n^2)
 // temporaries (bytes_per_pair * n * n bytes) exceed the memory available now

@@ -111,7 +111,7 @@ at::Tensor krum_scores_cpu(const at::Tensor& G, int64_t f) {
   const std::vector<double> scores = core::krum_scores(dist.D2.data(), dist.n, f);
   at::Tensor out = at::empty({dist.n}, G.options().dtype(at::kDouble));
   std::copy(scores.begin(), scores.end(), out.data_ptr<double>());
-  return out.to(G.scalar_type());
+  return out;  // float64 for every input dtype: the values the selection ranks
 }
 
 at::Tensor krum_cpu(const at::Tensor& G, int64_t f, int64_t m) {

@@ -242,7 +242,7 @@ at::Tensor krum_scores_cuda(const at::Tensor& G, int64_t f) {
   check_krum_f("krum_scores", G.size(0), f);
   const at::cuda::CUDAGuard guard(G.device());
   const SquaredDistances dist = squared_distances(G.contiguous());
-  return krum_scores_of(dist, neighbour_lists(dist), f).to(G.scalar_type());
+  return krum_scores_of(dist, neighbour_lists(dist), f);  // float64: the values the selection ranks
 }
 
 at::Tensor krum_cuda(const at::Tensor& G, int64_t f, int64_t m) {

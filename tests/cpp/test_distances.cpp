@@ -51,6 +51,24 @@ static void test_plan() {
   CHECK(a.superblocks == b.superblocks && a.chunks_per_superblock == b.chunks_per_superblock, "deterministic plan");
 }
 
+// The canonical order of csrc/core/distances.h written out independently: lane l sums the
+// coordinates l, l + L, ... with fused multiply-adds, then lanes are halved in double.
+template <typename Acc, int L, typename T>
+static double canonical_sum(const T* x, const T* y, int64_t len) {
+  double lanes[L];
+  for (int l = 0; l < L; ++l) {
+    Acc acc = 0;
+    for (int64_t k = l; k < len; k += L) {
+      const Acc diff = static_cast<Acc>(x[k]) - static_cast<Acc>(y[k]);
+      acc = std::fma(diff, diff, acc);
+    }
+    lanes[l] = static_cast<double>(acc);
+  }
+  for (int w = L / 2; w >= 1; w /= 2)
+    for (int l = 0; l < w; ++l) lanes[l] = lanes[l] + lanes[l + w];
+  return lanes[0];
+}
+
 static void test_tile_sums() {
   std::mt19937_64 rng(3);
   std::normal_distribution<double> normal;
@@ -67,8 +85,18 @@ static void test_tile_sums() {
       double want = 0;
       for (int64_t k = 0; k < len; ++k) want += (a[i][k] - b[j][k]) * (a[i][k] - b[j][k]);
       CHECK(std::fabs(out[i * 4 + j] - want) <= 1e-12 * want, "tile (%d, %d)", i, j);
-      CHECK(core::squared_sum_double(a[i], b[j], len) == want, "double fallback (%d, %d)", i, j);
+      CHECK((core::squared_sum_double(a[i], b[j], len) == canonical_sum<double, 8>(a[i], b[j], len)),
+            "double fallback (%d, %d)", i, j);
+      CHECK((out[i * 4 + j] == canonical_sum<double, 8>(a[i], b[j], len)), "tile order (%d, %d)", i, j);
     }
+  // Float chunks: 16 lanes, every length class of the tail.
+  std::vector<std::vector<float>> frows(2, std::vector<float>(100));
+  for (auto& r : frows)
+    for (auto& x : r) x = static_cast<float>(normal(rng));
+  for (int64_t n = 1; n <= 100; ++n)
+    CHECK((core::squared_sum_lanes(frows[0].data(), frows[1].data(), n) ==
+           canonical_sum<float, 16>(frows[0].data(), frows[1].data(), n)),
+          "float lanes, len %d", static_cast<int>(n));
   // Float inputs accumulated in double: exact for small integers.
   std::vector<float> x = {1, 2, 3}, y = {4, 6, 3};
   CHECK(core::squared_sum_double(x.data(), y.data(), 3) == 25.0, "3-4-5");
