@@ -254,7 +254,7 @@ def mda(X, f):
     k = n - f
     if f == 0:
         return average(X)
-    D = squared_distances(X).sqrt()
+    D = squared_distances(X.detach()).sqrt()  # the choice of subset has no gradient
     batch = max(1, (1 << 22) // (k * k))
     combos = itertools.combinations(range(n), k)
     best_diameter, best_subset = math.inf, None

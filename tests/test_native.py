@@ -205,7 +205,7 @@ def test_coordinate_ops_every_network_size(dtype):
                 )
 
 
-@pytest.mark.parametrize("isa", ["avx2", "none"])
+@pytest.mark.parametrize("isa", ["avx2", "generic"])
 def test_coordinate_ops_other_isas(isa):
     """The AVX2 and scalar paths (BYZAGG_CPU_ISA caps the choice, read once per process)."""
     require_native("cpu")
@@ -286,7 +286,7 @@ def test_coordinate_long_columns_every_isa(tmp_path):
     import sys
 
     results = {}
-    for isa in ("best", "avx2", "none"):
+    for isa in ("best", "avx2", "generic"):
         env = dict(os.environ)
         env.pop("BYZAGG_CPU_ISA", None)
         if isa != "best":
@@ -296,8 +296,8 @@ def test_coordinate_long_columns_every_isa(tmp_path):
                              text=True, timeout=600)
         assert run.returncode == 0 and "ok" in run.stdout, run.stderr[-2000:]
         results[isa] = torch.load(path)
-    assert len(results["none"]) > 300
-    for key, want in results["none"].items():
+    assert len(results["generic"]) > 300
+    for key, want in results["generic"].items():
         for isa in ("best", "avx2"):
             got = results[isa][key]
             same = (got == want) | (torch.isnan(got) & torch.isnan(want))
@@ -311,7 +311,7 @@ def test_coordinate_long_columns_every_isa(tmp_path):
             for op in COORDINATE_OPS:
                 for f in ([0] if op == "median" else sorted({0, fmax // 2, fmax})):
                     a = () if op == "median" else (f,)
-                    assert_close(results["none"][(n, d, str(dtype), "randn", op, f)], getattr(reference, op)(G, *a),
+                    assert_close(results["generic"][(n, d, str(dtype), "randn", op, f)], getattr(reference, op)(G, *a),
                                  dtype, f"{op} n={n} f={f} {dtype}")
             # keep the generator in step with LONG_COLUMNS_CODE (ties, nonfinite, nan-count)
             torch.randint(-3, 4, (n, d), generator=g)
