@@ -72,6 +72,11 @@ def test_parameters_reach_the_rule():
         rules.build("centered_clipping:tau=0.5,iters=4")(G, f), byzagg.centered_clipping(G, tau=0.5, iters=4)
     )
     torch.testing.assert_close(rules.build("brsgd:beta=0.3")(G, f), byzagg.brsgd(G, beta=0.3))
+    stateful = rules.build("centered_clipping:tau=0.5,center=previous")
+    first = stateful(G, f)
+    torch.testing.assert_close(first, byzagg.centered_clipping(G, tau=0.5))
+    torch.testing.assert_close(stateful(G, f), byzagg.centered_clipping(G, tau=0.5, center=first))
+    assert not torch.equal(stateful(G, f), first)
     torch.testing.assert_close(rules.build("nnm+krum")(G, f), byzagg.krum(byzagg.nnm(G, f), f))
     # bucketing: permutations from the run's seed, reproducible
     bucketed = rules.build("bucketing:s=2+median", seed=4)(G, f)
@@ -95,6 +100,7 @@ def test_specifications_are_canonical_and_validated():
         ("centered_clipping", "missing parameter tau"),
         ("median+krum", "median is not a pre-aggregation"),
         ("brsgd:beta=nan", "beta must be a number"),
+        ("centered_clipping:tau=1,center=mean", "center must be one of zero, previous"),
     ]:
         with pytest.raises(ValueError, match=message):
             rules.canonical(spec)

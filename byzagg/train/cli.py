@@ -70,7 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    one = sub.add_parser("run", help="one run")
+    one = sub.add_parser(
+        "run",
+        help="one run",
+        description="One run of distributed SGD under attack.\n" + rules.HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_common(one)
     defaults = experiment.RunConfig()
     for field in fields(experiment.RunConfig):

@@ -19,6 +19,10 @@ e.g. ``median``, ``krum:m=3``, ``centered_clipping:tau=10,iters=3``, ``nnm+krum`
   see paper_rules.py. Under ``--preset paper``, ``average``, ``krum``, ``median`` and
   ``bulyan`` *are* these variants (the grids' meaning); every other name is the library's.
 
+``centered_clipping:center=previous`` starts each step's clipping from the previous step's
+output (Karimireddy et al.'s use, the momentum of the aggregates; the first step from
+zero), ``center=zero`` (default) from the zero vector, as the library's default.
+
 Values are integers or reals (``inf`` allowed where the rule allows it); the specification
 is stored canonically (parameters sorted, values normalised: ``tau=10.0`` -> ``tau=10``,
 a pre-aggregation alone gets its ``+average``) so that one aggregation has one name, one
@@ -54,7 +58,7 @@ NAMES = LIBRARY_RULES + PAPER_VARIANTS
 # Parameters of the library functions that are not here are not command-line values
 # (G, f, weights, center, generator: see NOT_FROM_SPEC; tests check this table against the
 # functions' signatures).
-PARAMS: dict[str, dict[str, type]] = {
+PARAMS: dict[str, dict[str, type | tuple[str, ...]]] = {
     "average": {},
     "median": {},
     "trimmed_mean": {},
@@ -66,7 +70,7 @@ PARAMS: dict[str, dict[str, type]] = {
     "medoid": {},
     "geometric_median": {"eps": float, "max_iter": int, "tol": float},
     "mda": {},
-    "centered_clipping": {"tau": float, "iters": int},
+    "centered_clipping": {"tau": float, "iters": int, "center": ("zero", "previous")},
     "nnm": {},
     "bucketing": {"s": int},
     "brsgd": {"beta": float, "threshold": float},
@@ -75,7 +79,7 @@ PARAMS: dict[str, dict[str, type]] = {
     "paper_bulyan": {"m": int},
 }
 REQUIRED = {"centered_clipping": ("tau",), "bucketing": ("s",)}
-NOT_FROM_SPEC = ("G", "f", "weights", "center", "generator")
+NOT_FROM_SPEC = ("G", "f", "weights", "generator")
 
 PAPER_PRESET_NAMES = {"average": "average", "krum": "paper_krum", "median": "paper_median", "bulyan": "paper_bulyan"}
 
@@ -83,7 +87,7 @@ PAPER_PRESET_NAMES = {"average": "average", "krum": "paper_krum", "median": "pap
 @dataclass(frozen=True)
 class Step:
     name: str
-    params: tuple[tuple[str, int | float], ...] = ()
+    params: tuple[tuple[str, int | float | str], ...] = ()
 
     def text(self) -> str:
         if not self.params:
@@ -96,15 +100,19 @@ def _help() -> str:
     for name in NAMES:
         kind = " (pre-aggregation)" if name in PRE_AGGREGATIONS else ""
         params = ", ".join(
-            f"{k}={t.__name__}{' (required)' if k in REQUIRED.get(name, ()) else ''}" for k, t in PARAMS[name].items()
+            f"{k}={_kind(t)}{' (required)' if k in REQUIRED.get(name, ()) else ''}" for k, t in PARAMS[name].items()
         )
         lines.append(f"  {name}{kind}" + (f": {params}" if params else ""))
     lines.append("  under --preset paper, average/krum/median/bulyan are the paper variants")
     return "\n".join(lines) + "\n"
 
 
-def _format(value: int | float) -> str:
-    if isinstance(value, int):
+def _kind(kind) -> str:
+    return "|".join(kind) if isinstance(kind, tuple) else kind.__name__
+
+
+def _format(value: int | float | str) -> str:
+    if isinstance(value, (int, str)):
         return str(value)
     if math.isfinite(value) and value.is_integer() and abs(value) < 1e15:
         return str(int(value))
@@ -125,12 +133,16 @@ def _params_help(name: str) -> str:
     params = PARAMS[name]
     if not params:
         return f"{name} takes no parameters"
-    parts = [f"{k} ({t.__name__}{', required' if k in REQUIRED.get(name, ()) else ''})" for k, t in params.items()]
+    parts = [f"{k} ({_kind(t)}{', required' if k in REQUIRED.get(name, ()) else ''})" for k, t in params.items()]
     return f"{name} takes: {', '.join(parts)}"
 
 
-def _value(name: str, key: str, text: str, kind: type) -> int | float:
+def _value(name: str, key: str, text: str, kind) -> int | float | str:
     text = text.strip()
+    if isinstance(kind, tuple):
+        if text not in kind:
+            raise ValueError(f"rule {name}: parameter {key} must be one of {', '.join(kind)}, got {text!r}")
+        return text
     if kind is int:
         if not re.fullmatch(r"[+-]?\d+", text):
             raise ValueError(f"rule {name}: parameter {key} must be an integer, got {text!r}")
@@ -213,6 +225,16 @@ def _final(step: Step, preset: str) -> Callable[[torch.Tensor, int], torch.Tenso
         return lambda G, f: paper_rules.paper_bulyan(G, f, **params)
     if name == "paper_median":
         return lambda G, f: paper_rules.paper_median(G)
+    if name == "centered_clipping" and params.pop("center", "zero") == "previous":
+        previous = []  # the rule's last output: the center of the next call
+
+        def clipping(G, f):
+            out = _byzagg.aggregate(name, G, f=f, center=previous[0] if previous else None, **params)
+            previous[:] = [out]
+            return out
+
+        return clipping
+    params.pop("center", None)
     return lambda G, f: _byzagg.aggregate(name, G, f=f, **params)
 
 
