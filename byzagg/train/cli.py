@@ -66,7 +66,7 @@ def add_common(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="byzagg-repro", description=__doc__ + rules.HELP, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="byzagg-repro", description=(__doc__ or "") + rules.HELP, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -445,15 +445,15 @@ def run_grid(
     jobs: int = 1,
     progress: bool = True,
     grid_name: str = "custom",
-    threads: int | None = None,
+    threads: int | None = 1,
     overwrite: bool = False,
 ) -> dict:
     """Run every config whose complete result file is not yet in out_dir/run-json.
 
     A file there that holds another config raises RunExistsError before anything runs,
-    unless `overwrite`. jobs > 1 runs that many processes, each with `threads` torch
-    threads (default 1); with jobs <= 1 the runs go in this process, with `threads` torch
-    threads if given. Returns a summary (counts, wall time). The grid's manifest (all
+    unless `overwrite`. jobs > 1 runs that many processes, jobs <= 1 runs in this one;
+    each process running runs is set to `threads` torch threads (default 1; None: torch's
+    own choice). Returns a summary (counts, wall time). The grid's manifest (all
     configs) goes to out_dir/grid.json.
     """
     out = Path(out_dir)
@@ -492,7 +492,7 @@ def run_grid(
             from concurrent.futures import ProcessPoolExecutor, as_completed
 
             with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-                futures = [pool.submit(run_and_save, c, out_dir, data_dir, device, threads or 1) for c in todo]
+                futures = [pool.submit(run_and_save, c, out_dir, data_dir, device, threads) for c in todo]
                 for future in as_completed(futures):
                     done.append(future.result())
                     if bar:
