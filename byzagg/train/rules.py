@@ -20,8 +20,8 @@ e.g. ``median``, ``krum:m=3``, ``centered_clipping:tau=10,iters=3``, ``nnm+krum`
   ``bulyan`` *are* these variants (the grids' meaning); every other name is the library's.
 
 ``centered_clipping:center=previous`` starts each step's clipping from the previous step's
-output (Karimireddy et al.'s use, the momentum of the aggregates; the first step from
-zero), ``center=zero`` (default) from the zero vector, as the library's default.
+output (Karimireddy et al. center it on the previous aggregate; the first step starts from
+zero); ``center=zero`` (default) starts from the zero vector, the library's default.
 
 Values are integers or reals (``inf`` allowed where the rule allows it); the specification
 is stored canonically (parameters sorted, values normalised: ``tau=10.0`` -> ``tau=10``,
