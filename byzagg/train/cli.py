@@ -1,13 +1,17 @@
 """Command line of the harness: ``byzagg-repro`` or ``python -m byzagg.train``.
 
     byzagg-repro run --rule krum --attack little --momentum worker --f 12 --steps 300
+    byzagg-repro run --rule centered_clipping:tau=10,iters=3 --steps 100
+    byzagg-repro run --rule "bucketing:s=2+trimmed_mean" --f 5
     byzagg-repro grid quick                         # embedded real-MNIST subset, minutes
-    byzagg-repro grid paper-mnist --dataset fashion-mnist --jobs 1
+    byzagg-repro grid paper-mnist --dataset fashion-mnist --jobs 2
     byzagg-repro grid paper-mnist --data-dir ~/mnist --filter rule=krum,bulyan --filter f=12
-    byzagg-repro report results/quick
+    byzagg-repro report runs/quick-mnist-embedded
 
-Runs land in OUT/run-json/<run id>.json (OUT defaults to results/<grid>-<data set>), each
-written atomically when it finishes; running the same grid again skips the finished runs.
+Runs land in OUT/run-json/<run id>.json (OUT defaults to runs/<grid>-<data set> for grids,
+runs/single for run; runs/ is ignored by git), each written atomically when it finishes;
+running the same grid again skips the finished runs. A run file that holds another config
+is never replaced without --overwrite. One torch thread per process unless --threads.
 """
 
 from __future__ import annotations
@@ -20,27 +24,58 @@ import time
 from dataclasses import fields, replace
 from pathlib import Path
 
-from . import data, experiment, grids, presets, report
+from . import data, experiment, grids, presets, report, rules
 
 
-def _threads(value: str | None) -> int | None:
-    return None if value in (None, "", "auto") else int(value)
+def _threads(value: str) -> int | None:
+    """--threads: a positive count, or "auto" for torch's own choice (None)."""
+    if value == "auto":
+        return None
+    try:
+        threads = int(value)
+    except ValueError:
+        threads = 0
+    if threads < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {value!r}")
+    return threads
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _check_data_dir(path: str | None) -> None:
+    if path is not None and not Path(path).is_dir():
+        raise data.DatasetError(f"--data-dir {path}: no such folder")
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", default=None, help="folder with the data set files (nothing is downloaded)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default cpu)")
-    parser.add_argument("--threads", default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument(
+        "--threads",
+        type=_threads,
+        default=1,
+        help="torch threads per process (default 1; 'auto': torch's choice)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="byzagg-repro", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="byzagg-repro", description=(__doc__ or "") + rules.HELP, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    one = sub.add_parser("run", help="one run")
+    one = sub.add_parser(
+        "run",
+        help="one run",
+        description="One run of distributed SGD under attack.\n" + rules.HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_common(one)
     defaults = experiment.RunConfig()
     for field in fields(experiment.RunConfig):
@@ -57,16 +92,20 @@ def build_parser() -> argparse.ArgumentParser:
             choices = ["none", "little", "empire"]
         elif field.name == "momentum":
             choices = ["server", "worker"]
-        elif field.name == "rule":
-            choices = ["average", "krum", "median", "bulyan"]
+        help_text = f"(default {default})"
+        if field.name == "rule":
+            help_text = f"NAME[:KEY=VALUE,...], pre-aggregations before '+' (see above; default {default})"
         one.add_argument(
             f"--{field.name.replace('_', '-')}",
             type=kind,
             default=default,
             choices=choices,
-            help=f"(default {default})",
+            help=help_text,
         )
-    one.add_argument("--out", default="results/single", help="results folder (default results/single)")
+    one.add_argument("--out", default="runs/single", help="results folder (default runs/single)")
+    one.add_argument(
+        "--overwrite", action="store_true", help="replace a run file of the same run id that holds another config"
+    )
 
     grid = sub.add_parser("grid", help="a named grid of runs, resumable")
     grid.add_argument("name", choices=grids.GRIDS)
@@ -88,7 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--seeds", default=None, help="comma-separated seeds (default: the grid's)")
     grid.add_argument("--steps", type=int, default=None, help="override the number of steps")
     grid.add_argument("--jobs", type=int, default=1, help="runs in parallel processes (default 1)")
-    grid.add_argument("--out", default=None, help="results folder (default results/<grid>-<data set>)")
+    grid.add_argument("--out", default=None, help="results folder (default runs/<grid>-<data set>)")
+    grid.add_argument(
+        "--overwrite", action="store_true", help="replace run files of the grid's run ids that hold another config"
+    )
     grid.add_argument("--list", action="store_true", help="print the run ids and whether they are done, then stop")
     grid.add_argument("--report", action="store_true", help="write the report (OUT/report) when the grid is done")
 
@@ -96,7 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(prof)
     prof.add_argument("--dataset", default="mnist-embedded", choices=data.DATASETS)
     prof.add_argument("--preset", default="paper", choices=list(presets.PRESETS))
-    prof.add_argument("--rules", default="average,median,krum,bulyan")
+    prof.add_argument(
+        "--rules",
+        nargs="+",
+        default=["average,median,krum,bulyan"],
+        help="rule specifications, space-separated (plain names may also be comma-separated)",
+    )
     prof.add_argument("--f", type=int, default=12)
     prof.add_argument("--momentum", default="worker", choices=["server", "worker"])
     prof.add_argument("--steps", type=int, default=30)
@@ -119,22 +166,33 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "profile":
             return command_profile(args)
         return command_report(args)
-    except (data.DatasetError, ValueError) as error:
+    except (data.DatasetError, ValueError, FileNotFoundError) as error:
         print(f"byzagg-repro: error: {error}", file=sys.stderr)
         return 2
 
 
 def command_run(args) -> int:
-    threads = _threads(args.threads)
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+    _check_data_dir(args.data_dir)
+    _set_threads(args.threads)
     values = {f.name: getattr(args, f.name) for f in fields(experiment.RunConfig)}
     config = experiment.RunConfig(**values)
     config.check()
+    out = Path(args.out)
+    existing = experiment.find_result(out, config)
+    if existing is not None and not args.overwrite:
+        result = experiment.load_result(existing)
+        summary = {
+            "run_id": config.run_id(),
+            "file": str(existing),
+            "skipped": "done already (--overwrite reruns it)",
+            "final_accuracy": result["eval"]["accuracy"][-1],
+        }
+        print(json.dumps(summary, indent=1))
+        return 0
+    if not args.overwrite:
+        experiment.check_conflicts(out, [config])
     result = experiment.run(config, data_dir=args.data_dir, device=args.device, progress=not args.no_progress)
-    path = experiment.result_path(Path(args.out), config)
+    path = experiment.result_path(out, config)
     experiment.write_json_atomic(path, result)
     timing = result["timing"]
     print(
@@ -146,6 +204,7 @@ def command_run(args) -> int:
                 "max_accuracy": max(result["eval"]["accuracy"]),
                 "wall_s": round(timing["wall_s"], 2),
                 "steps_per_s": round(timing["steps_per_s"], 2),
+                "threads": result["environment"]["threads"],
                 "split_ms_per_step": {k: round(1e3 * v / config.steps, 2) for k, v in timing["split_s"].items()},
             },
             indent=1,
@@ -155,23 +214,21 @@ def command_run(args) -> int:
 
 
 def command_grid(args) -> int:
+    _check_data_dir(args.data_dir)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
     configs = grids.make_grid(args.name, dataset=args.dataset, preset=args.preset, seeds=seeds, steps=args.steps)
     configs = grids.apply_filters(configs, grids.parse_filters(args.filter))
     if not configs:
         raise ValueError("the filters leave no run")
-    out = Path(args.out or f"results/{args.name}-{configs[0].dataset}")
+    out = Path(args.out or f"runs/{args.name}-{configs[0].dataset}")
     if args.list:
         for c in configs:
             print(("done  " if experiment.is_done(out, c) else "todo  ") + c.run_id())
         return 0
     # check the data set once here: a clear error before any process starts
     data.load_dataset(configs[0].dataset, args.data_dir)
-    threads = _threads(args.threads)
-    if threads and args.jobs <= 1:
-        import torch
-
-        torch.set_num_threads(threads)
+    if args.jobs <= 1:
+        _set_threads(args.threads)
     load_start = os.getloadavg()
     summary = experiment.run_grid(
         configs,
@@ -181,6 +238,8 @@ def command_grid(args) -> int:
         jobs=args.jobs,
         progress=not args.no_progress,
         grid_name=args.name,
+        threads=args.threads,
+        overwrite=args.overwrite,
     )
     summary["out"] = str(out)
     summary_path = out / "grid-timing.json"
@@ -194,6 +253,7 @@ def command_grid(args) -> int:
             "loadavg_end": os.getloadavg(),
             "filters": args.filter,
             "jobs": args.jobs,
+            "threads": args.threads,
         }
     )
     experiment.write_json_atomic(summary_path, history)
@@ -203,15 +263,19 @@ def command_grid(args) -> int:
     return 0
 
 
-def command_profile(args) -> int:
-    threads = _threads(args.threads)
-    if threads:
-        import torch
+def _profile_rules(items: list[str]) -> list[str]:
+    specs = []
+    for item in items:
+        specs += [part for part in item.split(",") if part] if "=" not in item else [item]
+    return specs
 
-        torch.set_num_threads(threads)
+
+def command_profile(args) -> int:
+    _check_data_dir(args.data_dir)
+    _set_threads(args.threads)
     dataset = data.load_dataset(args.dataset, args.data_dir)
     rows = []
-    for rule in args.rules.split(","):
+    for rule in _profile_rules(args.rules):
         config = experiment.RunConfig(
             dataset=args.dataset,
             preset=args.preset,
@@ -222,6 +286,8 @@ def command_profile(args) -> int:
             steps=args.steps,
             eval_every=args.steps,
         )
+        config.check()
+        rule = config.rule
         experiment.run(replace(config, steps=2, eval_every=2), device=args.device, dataset=dataset)  # warm-up
         result = experiment.run(config, device=args.device, dataset=dataset)
         split = {k: 1e3 * v / args.steps for k, v in result["timing"]["split_s"].items() if k != "evaluation"}

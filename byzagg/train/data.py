@@ -337,6 +337,8 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Datase
     """Load a data set by name (see the module docstring); raises DatasetError."""
     if name not in NORMALISATION:
         raise DatasetError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise DatasetError(f"data folder {data_dir} does not exist (or is not a folder)")
     if name == "mnist-embedded":
         return load_embedded_mnist()
     if name.endswith("-synthetic"):

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from . import attacks, data, metrics, models, paper_rules, presets, workers
+from . import attacks, data, metrics, models, paper_rules, presets, rules, workers
 
 FORMAT = "byzagg-train-run/1"
 
@@ -37,7 +37,9 @@ FORMAT = "byzagg-train-run/1"
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that defines a run. `n` counts all workers, `f` the Byzantine ones; with
-    attack "none" (the baselines) only the n - f honest workers run, without Byzantine rows."""
+    attack "none" (the baselines) only the n - f honest workers run, without Byzantine rows.
+    `rule` is a rule specification (rules.py: e.g. "krum", "centered_clipping:tau=10",
+    "nnm+krum"), kept in its canonical spelling."""
 
     dataset: str = "mnist-embedded"
     model: str = "mnist-mlp"
@@ -67,11 +69,31 @@ class RunConfig:
     def byzantine(self) -> int:
         return 0 if self.attack == "none" else self.f
 
+    def __post_init__(self):
+        try:  # one spelling per rule specification; an invalid one is reported by check()
+            object.__setattr__(self, "rule", rules.canonical(self.rule))
+        except ValueError:
+            pass
+
+    def _lr_tag(self) -> str:
+        return f"lr{self.lr:g}" + (f"d{self.lr_decay:g}e{self.lr_decay_every}" if self.lr_decay else "")
+
     def run_id(self) -> str:
-        lr = f"lr{self.lr:g}" + (f"d{self.lr_decay:g}e{self.lr_decay_every}" if self.lr_decay else "")
+        """The file name of the run: the fields a grid or a user usually varies, the rule with
+        its parameters and the number of steps included (the other fields are checked against
+        the config stored in the file: see `find_result`)."""
+        rule = self.rule.replace(":", "@")
         return (
-            f"{self.dataset}-{self.preset}-n{self.n}-f{self.f}-{self.rule}-{self.attack}-{self.momentum}-{lr}"
-            f"-s{self.seed}"
+            f"{self.dataset}-{self.preset}-n{self.n}-f{self.f}-{rule}-{self.attack}-{self.momentum}-{self._lr_tag()}"
+            f"-t{self.steps}-s{self.seed}"
+        )
+
+    def legacy_run_id(self) -> str:
+        """The run id of run files written before the rule parameters and the steps were part
+        of it (the committed results/): read, never written."""
+        return (
+            f"{self.dataset}-{self.preset}-n{self.n}-f{self.f}-{self.rule}-{self.attack}-{self.momentum}-"
+            f"{self._lr_tag()}-s{self.seed}"
         )
 
     def setup_id(self) -> str:
@@ -80,6 +102,16 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> RunConfig:
+        """The config a run file stores; fields it lacks take their defaults. Raises
+        ValueError for fields this version does not know."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown config fields {', '.join(unknown)}")
+        return cls(**values)
 
     def key(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
@@ -91,8 +123,8 @@ class RunConfig:
         return self.lr / (anchor / self.lr_decay + 1.0)
 
     def check(self) -> None:
-        if self.rule not in presets.get_preset(self.preset).rules:
-            raise ValueError(f"unknown rule {self.rule!r}; known: {', '.join(presets.get_preset(self.preset).rules)}")
+        presets.get_preset(self.preset)
+        rules.parse(self.rule)
         if self.attack not in ("none", *attacks.ATTACKS):
             raise ValueError(f"unknown attack {self.attack!r}")
         if self.momentum not in ("server", "worker"):
@@ -101,6 +133,10 @@ class RunConfig:
             raise ValueError(f"need 0 <= f < n, got n={self.n}, f={self.f}")
         if self.model not in models.MODELS:
             raise ValueError(f"unknown model {self.model!r}")
+        if self.steps < 1 or self.eval_every < 1:
+            raise ValueError(f"need steps >= 1 and eval_every >= 1, got {self.steps}, {self.eval_every}")
+        # the rule on as many rows as the run sends it, with this f: its own error, now
+        rules.check(self.rule, self.preset, self.honest + self.byzantine, self.f)
 
 
 @dataclass
@@ -152,7 +188,7 @@ def run(
     config.check()
     preset = presets.get_preset(config.preset)
     device = torch.device(device)
-    rule = preset.rules[config.rule]
+    rule = rules.build(config.rule, config.preset, config.seed)
     clip_mode = config.clip_mode or preset.clip_mode
     start = time.perf_counter()
 
@@ -265,6 +301,7 @@ def run(
         "setup_id": config.setup_id(),
         "key": config.key(),
         "config": config.to_dict(),
+        "rule_spec": rules.describe(config.rule),
         "data": {"source": dataset.source, "train": len(dataset.train_labels), "test": len(dataset.test_labels)},
         "dimension": flat.dim,
         "clip_mode": clip_mode,
@@ -308,6 +345,10 @@ def result_path(out_dir: Path, config: RunConfig) -> Path:
     return Path(out_dir) / "run-json" / f"{config.run_id()}.json"
 
 
+def legacy_result_path(out_dir: Path, config: RunConfig) -> Path:
+    return Path(out_dir) / "run-json" / f"{config.legacy_run_id()}.json"
+
+
 def load_result(path: Path) -> dict | None:
     """The result in `path` if it is a complete run file, else None."""
     try:
@@ -320,9 +361,61 @@ def load_result(path: Path) -> dict | None:
     return result
 
 
+def stored_config(result: dict) -> RunConfig | None:
+    """The config of a run file (missing fields at their defaults), or None if unreadable."""
+    try:
+        return RunConfig.from_dict(result["config"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def find_result(out_dir: Path, config: RunConfig) -> Path | None:
+    """The complete run file of exactly this config in out_dir, or None. Looks at the run's
+    file and at its legacy name (files written before the run id named the steps); a file
+    counts only if the config it stores equals this one, field by field."""
+    for path in (result_path(out_dir, config), legacy_result_path(out_dir, config)):
+        result = load_result(path)
+        if result is not None and stored_config(result) == config:
+            return path
+    return None
+
+
 def is_done(out_dir: Path, config: RunConfig) -> bool:
-    result = load_result(result_path(out_dir, config))
-    return result is not None and result.get("key") == config.key()
+    return find_result(out_dir, config) is not None
+
+
+class RunExistsError(ValueError):
+    """A run file holds another config than the run that would replace it."""
+
+
+def conflict(out_dir: Path, config: RunConfig) -> str | None:
+    """Why writing this run's file would replace a different run (None if it would not):
+    the file exists and holds another config, or is no complete run file."""
+    path = result_path(out_dir, config)
+    if not path.exists():
+        return None
+    result = load_result(path)
+    if result is None:
+        return f"{path} exists and is not a complete run file"
+    stored = stored_config(result)
+    if stored == config:
+        return None
+    if stored is None:
+        return f"{path} holds a config this version cannot read"
+    old, new = stored.to_dict(), config.to_dict()
+    differences = ", ".join(f"{k}={old[k]!r} (this run: {new[k]!r})" for k in old if old[k] != new[k])
+    return f"{path} holds another run: {differences}"
+
+
+def check_conflicts(out_dir: Path, configs: list[RunConfig]) -> None:
+    """Raise RunExistsError listing the runs whose file holds another config."""
+    problems = [p for p in (conflict(out_dir, c) for c in configs) if p]
+    if problems:
+        shown = "\n  ".join(problems[:5]) + (f"\n  ... and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise RunExistsError(
+            f"{len(problems)} run file(s) would be replaced by a different run:\n  {shown}\n"
+            "choose another --out, or pass --overwrite to replace them"
+        )
 
 
 def run_and_save(
@@ -352,14 +445,24 @@ def run_grid(
     jobs: int = 1,
     progress: bool = True,
     grid_name: str = "custom",
+    threads: int | None = 1,
+    overwrite: bool = False,
 ) -> dict:
-    """Run every config whose complete result file is not yet in out_dir/runs.
+    """Run every config whose complete result file is not yet in out_dir/run-json.
 
-    jobs > 1 runs that many processes, each with cores // jobs torch threads. Returns a
-    summary (counts, wall time). The grid's manifest (all configs) goes to out_dir/grid.json.
+    A file there that holds another config raises RunExistsError before anything runs,
+    unless `overwrite`. jobs > 1 runs that many processes, jobs <= 1 runs in this one;
+    each process running runs is set to `threads` torch threads (default 1; None: torch's
+    own choice). Returns a summary (counts, wall time). The grid's manifest (all
+    configs) goes to out_dir/grid.json.
     """
     out = Path(out_dir)
     start = time.perf_counter()
+    for config in configs:
+        config.check()
+    todo = [c for c in configs if not is_done(out, c)]
+    if not overwrite:
+        check_conflicts(out, todo)
     write_json_atomic(
         out / "grid.json",
         {
@@ -370,12 +473,7 @@ def run_grid(
             "runs": [c.to_dict() for c in configs],
         },
     )
-    todo = [c for c in configs if not is_done(out, c)]
     skipped = len(configs) - len(todo)
-    for config in todo:
-        config.check()
-    cores = os.cpu_count() or 1
-    threads = max(1, cores // max(jobs, 1))
     done = []
     bar = None
     if progress:
@@ -385,7 +483,7 @@ def run_grid(
     try:
         if jobs <= 1 or len(todo) <= 1:
             for config in todo:
-                done.append(run_and_save(config, out_dir, data_dir, device, None if jobs <= 1 else threads))
+                done.append(run_and_save(config, out_dir, data_dir, device, threads))
                 if bar:
                     bar.update(1)
                     bar.set_postfix_str(f"{done[-1]['run_id']}: acc {done[-1]['final_accuracy']:.3f}")

@@ -27,12 +27,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .experiment import load_result
+from .experiment import load_result, stored_config
 
 
 def load_results(folders) -> list[dict]:
-    """Complete run files under one folder or a list of folders (searched recursively)."""
+    """Complete run files under one folder or a list of folders (searched recursively).
+    Raises FileNotFoundError for a folder that does not exist."""
     folders = [folders] if isinstance(folders, (str, Path)) else list(folders)
+    for folder in folders:
+        if not Path(folder).is_dir():
+            raise FileNotFoundError(f"{folder}: no such folder")
     results = []
     for path in sorted(p for folder in folders for p in Path(folder).rglob("run-json/*.json")):
         result = load_result(path)
@@ -90,10 +94,17 @@ def log_curves(runs: list[dict], section: str, field: str):
     return steps, 10**mean, 10 ** (mean - std), 10 ** (mean + std)
 
 
+def setup_id(result: dict) -> str:
+    """The run's setup id computed from its config (so that files written under the run id
+    scheme before the steps and rule parameters were in it group with newer ones)."""
+    config = stored_config(result)
+    return config.setup_id() if config is not None else result["setup_id"]
+
+
 def summarise(results: list[dict]) -> list[dict]:
     by_setup: dict[str, list[dict]] = defaultdict(list)
     for r in results:
-        by_setup[r["setup_id"]].append(r)
+        by_setup[setup_id(r)].append(r)
     rows = []
     for setup, runs in sorted(by_setup.items()):
         c = runs[0]["config"]
@@ -403,8 +414,12 @@ def plot_groups(results: list[dict], out: Path) -> list[Path]:
 
 
 def make_report(results_dir, out_dir: str | Path | None = None, plots: bool = True) -> dict:
-    """results_dir: a folder or a list of folders."""
+    """results_dir: a folder or a list of folders. Raises FileNotFoundError for a missing
+    folder and ValueError when they hold no complete run file."""
     results = load_results(results_dir)
+    if not results:
+        folders = [results_dir] if isinstance(results_dir, (str, Path)) else results_dir
+        raise ValueError(f"no complete run file (run-json/*.json) under {', '.join(map(str, folders))}")
     first = results_dir if isinstance(results_dir, (str, Path)) else results_dir[0]
     out = Path(out_dir or Path(first) / "report")
     out.mkdir(parents=True, exist_ok=True)

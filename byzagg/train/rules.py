@@ -1,0 +1,274 @@
+"""Rule specifications of the harness: which aggregation a run uses, with its parameters.
+
+A specification is a string (the config field ``rule``)::
+
+    SPEC  := [PRE "+"]* RULE          pre-aggregations first, applied in order
+    STEP  := NAME [":" KEY=VALUE ("," KEY=VALUE)*]
+
+e.g. ``median``, ``krum:m=3``, ``centered_clipping:tau=10,iters=3``, ``nnm+krum``,
+``bucketing:s=2+trimmed_mean``. Names:
+
+- every rule of ``byzagg.RULES``; ``nnm`` and ``bucketing`` are *pre-aggregations*: they
+  turn G (n, d) into another matrix (nnm: n mixed rows; bucketing: ceil(n / s) bucket
+  means) which the next step aggregates. Alone (``--rule nnm``) they are followed by
+  ``average``. The rule after them gets the run's f, unchanged (at most f buckets hold a
+  Byzantine row; nnm's analysis keeps f too) and checks its own requirement on the rows
+  it receives (e.g. ``bucketing:s=2+krum`` needs ceil(n / 2) > 2f + 2).
+- the variants of the original code of the paper: ``paper_krum`` (Multi-Krum on Euclidean
+  distances), ``paper_median`` (lower median), ``paper_bulyan`` (static-ranking Bulyan),
+  see paper_rules.py. Under ``--preset paper``, ``average``, ``krum``, ``median`` and
+  ``bulyan`` *are* these variants (the grids' meaning); every other name is the library's.
+
+``centered_clipping:center=previous`` starts each step's clipping from the previous step's
+output (Karimireddy et al. center it on the previous aggregate; the first step starts from
+zero); ``center=zero`` (default) starts from the zero vector, the library's default.
+
+Values are integers or reals (``inf`` allowed where the rule allows it); the specification
+is stored canonically (parameters sorted, values normalised: ``tau=10.0`` -> ``tau=10``,
+a pre-aggregation alone gets its ``+average``) so that one aggregation has one name, one
+run id and one config hash. Every rule gets f through ``byzagg.aggregate(name, G, f=f,
+**params)`` (rules without f ignore it). Bucketing draws its permutations from a generator
+seeded by the run's seed.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from . import paper_rules
+
+try:
+    import byzagg as _byzagg
+
+    _byzagg.aggregate  # noqa: B018
+except (ImportError, AttributeError):  # pragma: no cover - while byzagg/__init__.py is written
+    import byzagg.reference as _byzagg
+
+LIBRARY_RULES = tuple(_byzagg.RULES)
+PRE_AGGREGATIONS = ("nnm", "bucketing")
+PAPER_VARIANTS = ("paper_krum", "paper_median", "paper_bulyan")
+NAMES = LIBRARY_RULES + PAPER_VARIANTS
+
+# The parameters a specification may set, with their types, per name; REQUIRED must be set.
+# Parameters of the library functions that are not here are not command-line values
+# (G, f, weights, center, generator: see NOT_FROM_SPEC; tests check this table against the
+# functions' signatures).
+PARAMS: dict[str, dict[str, type | tuple[str, ...]]] = {
+    "average": {},
+    "median": {},
+    "trimmed_mean": {},
+    "meamed": {},
+    "phocas": {},
+    "krum": {"m": int},
+    "multi_krum": {"m": int},
+    "bulyan": {},
+    "medoid": {},
+    "geometric_median": {"eps": float, "max_iter": int, "tol": float},
+    "mda": {},
+    "centered_clipping": {"tau": float, "iters": int, "center": ("zero", "previous")},
+    "nnm": {},
+    "bucketing": {"s": int},
+    "brsgd": {"beta": float, "threshold": float},
+    "paper_krum": {"m": int},
+    "paper_median": {},
+    "paper_bulyan": {"m": int},
+}
+REQUIRED = {"centered_clipping": ("tau",), "bucketing": ("s",)}
+NOT_FROM_SPEC = ("G", "f", "weights", "generator")
+
+PAPER_PRESET_NAMES = {"average": "average", "krum": "paper_krum", "median": "paper_median", "bulyan": "paper_bulyan"}
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    params: tuple[tuple[str, int | float | str], ...] = ()
+
+    def text(self) -> str:
+        if not self.params:
+            return self.name
+        return self.name + ":" + ",".join(f"{k}={_format(v)}" for k, v in self.params)
+
+
+def _help() -> str:
+    lines = ["\nRules (--rule NAME[:KEY=VALUE,...]; pre-aggregations first, joined by '+', e.g. nnm+krum):"]
+    for name in NAMES:
+        kind = " (pre-aggregation)" if name in PRE_AGGREGATIONS else ""
+        params = ", ".join(
+            f"{k}={_kind(t)}{' (required)' if k in REQUIRED.get(name, ()) else ''}" for k, t in PARAMS[name].items()
+        )
+        lines.append(f"  {name}{kind}" + (f": {params}" if params else ""))
+    lines.append("  under --preset paper, average/krum/median/bulyan are the paper variants")
+    return "\n".join(lines) + "\n"
+
+
+def _kind(kind) -> str:
+    return "|".join(kind) if isinstance(kind, tuple) else kind.__name__
+
+
+def _format(value: int | float | str) -> str:
+    if isinstance(value, (int, str)):
+        return str(value)
+    if math.isfinite(value) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(value)
+
+
+HELP = ""  # set below, once PARAMS is complete
+
+
+def _names_help() -> str:
+    return (
+        f"library rules: {', '.join(LIBRARY_RULES)}; paper variants: {', '.join(PAPER_VARIANTS)} "
+        f"(pre-aggregations {' and '.join(PRE_AGGREGATIONS)} go before another rule: e.g. nnm+krum)"
+    )
+
+
+def _params_help(name: str) -> str:
+    params = PARAMS[name]
+    if not params:
+        return f"{name} takes no parameters"
+    parts = [f"{k} ({_kind(t)}{', required' if k in REQUIRED.get(name, ()) else ''})" for k, t in params.items()]
+    return f"{name} takes: {', '.join(parts)}"
+
+
+def _value(name: str, key: str, text: str, kind) -> int | float | str:
+    text = text.strip()
+    if isinstance(kind, tuple):
+        if text not in kind:
+            raise ValueError(f"rule {name}: parameter {key} must be one of {', '.join(kind)}, got {text!r}")
+        return text
+    if kind is int:
+        if not re.fullmatch(r"[+-]?\d+", text):
+            raise ValueError(f"rule {name}: parameter {key} must be an integer, got {text!r}")
+        return int(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"rule {name}: parameter {key} must be a number, got {text!r}") from None
+    if math.isnan(value):
+        raise ValueError(f"rule {name}: parameter {key} must be a number, got {text!r}")
+    return value
+
+
+def _parse_step(text: str) -> Step:
+    name, colon, rest = text.partition(":")
+    name = name.strip()
+    if name not in PARAMS:
+        raise ValueError(f"unknown rule {name!r}; {_names_help()}")
+    allowed = PARAMS[name]
+    params: dict[str, int | float] = {}
+    if rest.strip():
+        for item in rest.split(","):
+            key, sep, value = item.partition("=")
+            key = key.strip()
+            if not sep or not key:
+                raise ValueError(f"rule {name}: expected KEY=VALUE, got {item!r} ({_params_help(name)})")
+            if key not in allowed:
+                raise ValueError(f"rule {name}: unknown parameter {key!r}; {_params_help(name)}")
+            if key in params:
+                raise ValueError(f"rule {name}: parameter {key} given twice")
+            params[key] = _value(name, key, value, allowed[key])
+    elif colon:
+        raise ValueError(f"rule {name}: nothing after ':'; {_params_help(name)}")
+    missing = [k for k in REQUIRED.get(name, ()) if k not in params]
+    if missing:
+        raise ValueError(f"rule {name}: missing parameter {', '.join(missing)}; {_params_help(name)}")
+    return Step(name, tuple(sorted(params.items())))
+
+
+def parse(spec: str) -> tuple[Step, ...]:
+    """The steps of a specification, validated: pre-aggregations then one rule.
+    Raises ValueError naming the valid names or parameters."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"empty rule specification; {_names_help()}")
+    # "+" separates steps; not inside a number ("1e+3") nor a signed value ("=+inf")
+    parts = re.split(r"(?<!=)\+(?=\s*[A-Za-z_])", spec.strip())
+    steps = [_parse_step(p) for p in parts]
+    for step in steps[:-1]:
+        if step.name not in PRE_AGGREGATIONS:
+            raise ValueError(
+                f"rule specification {spec!r}: {step.name} is not a pre-aggregation; only "
+                f"{' and '.join(PRE_AGGREGATIONS)} may come before '+'"
+            )
+    if steps[-1].name in PRE_AGGREGATIONS:
+        steps.append(Step("average"))
+    return tuple(steps)
+
+
+def canonical(spec: str) -> str:
+    """The one spelling of a specification (raises ValueError if it is invalid)."""
+    return "+".join(step.text() for step in parse(spec))
+
+
+def describe(spec: str) -> dict:
+    """The specification as data, for run files: {"pre": [...], "rule": ..., "params": {...}}."""
+    steps = parse(spec)
+    return {
+        "pre": [{"name": s.name, "params": dict(s.params)} for s in steps[:-1]],
+        "rule": steps[-1].name,
+        "params": dict(steps[-1].params),
+    }
+
+
+def _final(step: Step, preset: str) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    name = PAPER_PRESET_NAMES.get(step.name, step.name) if preset == "paper" else step.name
+    params = dict(step.params)
+    if name == "paper_krum":
+        return lambda G, f: paper_rules.paper_krum(G, f, **params)
+    if name == "paper_bulyan":
+        return lambda G, f: paper_rules.paper_bulyan(G, f, **params)
+    if name == "paper_median":
+        return lambda G, f: paper_rules.paper_median(G)
+    if name == "centered_clipping" and params.pop("center", "zero") == "previous":
+        previous = []  # the rule's last output: the center of the next call
+
+        def clipping(G, f):
+            out = _byzagg.aggregate(name, G, f=f, center=previous[0] if previous else None, **params)
+            previous[:] = [out]
+            return out
+
+        return clipping
+    params.pop("center", None)
+    return lambda G, f: _byzagg.aggregate(name, G, f=f, **params)
+
+
+def build(spec: str, preset: str = "canonical", seed: int = 0) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    """rule(G, f) -> (d,) aggregate for this specification. `preset` gives the meaning of
+    average/krum/median/bulyan (see the module docstring); `seed` seeds bucketing."""
+    steps = parse(spec)
+    final = _final(steps[-1], preset)
+    pre = []
+    for step in steps[:-1]:
+        params = dict(step.params)
+        if step.name == "bucketing":
+            generator = torch.Generator().manual_seed(30_000 + seed)
+            pre.append(lambda G, f, p=params, g=generator: _byzagg.aggregate("bucketing", G, f=f, generator=g, **p))
+        else:
+            pre.append(lambda G, f, name=step.name, p=params: _byzagg.aggregate(name, G, f=f, **p))
+
+    def rule(G: torch.Tensor, f: int) -> torch.Tensor:
+        for transform in pre:
+            G = transform(G, f)
+        return final(G, f)
+
+    return rule
+
+
+def check(spec: str, preset: str, rows: int, f: int) -> None:
+    """Raise ValueError (the rule's own message) if the rule cannot run on `rows` rows with
+    this f: one call on a small random matrix, before any training."""
+    rule = build(spec, preset)
+    G = torch.randn(rows, 3, generator=torch.Generator().manual_seed(0))
+    try:
+        rule(G, f)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"rule {spec!r} with {rows} rows and f={f}: {error}") from None
+
+
+HELP = _help()
