@@ -329,7 +329,7 @@ def geometric_median(X, weights, eps, max_iter, tol):
         R = z - P
         q0 = (R * R).sum(dim=1)
         s = y - z
-        e = float((s * s).sum())
+        e = float((s * s).sum().detach())  # a step length: the line search picks lam, no gradient
         b = (R * s).sum(dim=1)
         # between passes, O(41 n): the line search, the distances at z + lam s, the stop test
         lam, dist = gm_line_search(q0, b, e, w)

@@ -132,4 +132,4 @@ def test_krum_choice_is_read_off_its_scores():
         assert torch.equal(byzagg.krum(G, f), G[best])
         order = sorted(range(G.shape[0]), key=lambda i: (float(scores[i]), i))
         m = G.shape[0] - f
-        assert torch.allclose(byzagg.krum(G, f, m), G[order[:m]].double().mean(0).float(), rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(byzagg.krum(G, f, m), G[order[:m]].double().mean(0).float(), rtol=1e-5, atol=1e-5)
