@@ -104,7 +104,9 @@ void coordinate_rule_cpu_kernel(const scalar_t* const* rows, int64_t n, int64_t 
                                 at::opmath_type<scalar_t>* out) {
   using acc_t = at::opmath_type<scalar_t>;
   // 2 <= n <= 64: the compile-time networks; 64 < n <= 4096: the bitonic network.
-  const cpu::NetworkIsa isa = n >= 2 && n <= cpu::kMaxBitonicRows ? cpu::network_isa() : cpu::NetworkIsa::kGeneric;
+  // (cpu_isa() is asked for every n, so that a wrong BYZAGG_CPU_ISA is an error for every n.)
+  const cpu::NetworkIsa best = cpu::network_isa();
+  const cpu::NetworkIsa isa = n >= 2 && n <= cpu::kMaxBitonicRows ? best : cpu::NetworkIsa::kGeneric;
   auto vector_columns = [&](const acc_t* const* from, int64_t begin, int64_t end, acc_t* to) {
     return n <= cpu::kMaxNetworkRows ? network_columns(isa, from, n, begin, end, f, rule, to)
                                      : bitonic_columns(isa, from, n, begin, end, f, rule, to);
