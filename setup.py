@@ -117,7 +117,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["byzagg", "byzagg.*"]),
     package_data={"byzagg": ["_build_info.json"], "byzagg.train": ["data/*"]},
-    install_requires=["torch>=2.1", "numpy"],
+    install_requires=["torch>=2.4", "numpy"],  # torch.library.register_fake and register_autograd
     extras_require={
         "test": ["pytest", "hypothesis", "tqdm", "matplotlib"],  # the harness tests make figures
         "bench": ["pytest-benchmark", "matplotlib", "scipy"],  # + pip install --no-deps byzfl (benchmarks/peers.py)

@@ -4,7 +4,7 @@
     >>> G = torch.randn(11, 1000)          # one row per worker
     >>> byzagg.krum(G, f=2)                # robust replacement for G.mean(0)
 
-See API.md (the contract) and README.md (the rule table). `byzagg.reference` holds the
+See docs/api.md (the contract) and README.md (the rule table). `byzagg.reference` holds the
 same functions in plain PyTorch; `byzagg.backend()` tells which one runs.
 """
 

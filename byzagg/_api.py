@@ -1,4 +1,4 @@
-"""The public functions of API.md, written once and bound to an implementation chooser.
+"""The public functions of docs/api.md, written once and bound to an implementation chooser.
 
 `make_rules(resolve)` returns every rule as a function with its checks and docstring;
 `resolve(name, G)` gives the implementation to run on the validated (n, d) matrix G.

@@ -21,7 +21,7 @@ import os
 
 import torch
 
-# MDA enumerates subsets: it raises beyond this many (documented in API.md and the README).
+# MDA enumerates subsets: it raises beyond this many (documented in docs/api.md and the README).
 MDA_MAX_SUBSETS = 1_000_000
 
 

@@ -1,4 +1,4 @@
-"""One place for argument checks and their messages (API.md: always on, never only in debug)."""
+"""One place for argument checks and their messages (docs/api.md: always on, never only in debug)."""
 
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ REQUIREMENTS = {
 
 
 def check_f(rule: str, n: int, f) -> int:
-    """f as an int; ValueError naming the rule, n, f and the requirement (API.md)."""
+    """f as an int; ValueError naming the rule, n, f and the requirement (docs/api.md)."""
     if isinstance(f, bool) or not isinstance(f, numbers.Integral):
         raise TypeError(f"{rule}: f must be an int, got {f!r}")
     f = int(f)

@@ -1,6 +1,6 @@
 """Every rule of byzagg in plain PyTorch: the fallback, and the oracle of the native tests.
 
-Same functions, arguments, checks and results as `byzagg.<rule>` (see API.md); runs on any
+Same functions, arguments, checks and results as `byzagg.<rule>` (see docs/api.md); runs on any
 device and dtype. Implementations live in `byzagg._reference_impl`.
 """
 

@@ -1,4 +1,4 @@
-// The preconditions of the ops on n and f, with API.md's messages ("krum requires
+// The preconditions of the ops on n and f, with docs/api.md's messages ("krum requires
 // n >= 2f + 3, got n=10, f=4"), shared by the CPU and CUDA kernels (host code, torch's
 // TORCH_CHECK). The arithmetic that cannot overflow is in csrc/core/requirements.h.
 #pragma once

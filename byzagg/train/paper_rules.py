@@ -1,7 +1,7 @@
 """The aggregation rules as the original code of the paper implements them (`paper` preset).
 
-Built on byzagg's public functions (byzagg.pairwise_distances, or a centered Gram path while
-byzagg has no native distance kernel: see `distances`); restated from the behaviours in
+Built on byzagg's public functions (byzagg.pairwise_distances, or a centered Gram path where
+byzagg has no native distance kernel for the device: see `distances`); restated from the behaviours in
 shared/papers/original-code-notes.md, not from that code.
 
 - ``paper_krum(G, f, m=None)``: Multi-Krum on *Euclidean* (not squared) distances; the score
@@ -24,12 +24,8 @@ import math
 
 import torch
 
-try:  # byzagg/__init__.py may be missing while it is being written
-    import byzagg as _byzagg
-
-    _byzagg.pairwise_distances  # noqa: B018
-except (ImportError, AttributeError):  # pragma: no cover
-    import byzagg.reference as _byzagg
+import byzagg
+from byzagg._ops import native_ops
 
 
 DISTANCES = "auto"  # "byzagg", "gram" or "auto" (byzagg when its native kernel serves G's device)
@@ -39,11 +35,7 @@ _NATIVE_DISTANCES: dict[str, bool] = {}
 def native_distances(device_type: str) -> bool:
     """Whether byzagg.pairwise_distances runs a native kernel on this device type."""
     if device_type not in _NATIVE_DISTANCES:
-        try:
-            text = str(_byzagg.backend(device_type))
-        except Exception:  # noqa: BLE001 - no backend report: use the harness's own path
-            text = ""
-        _NATIVE_DISTANCES[device_type] = text.startswith("native") and "pairwise_distances" in text.split(";")[0]
+        _NATIVE_DISTANCES[device_type] = "pairwise_distances" in native_ops(device_type)
     return _NATIVE_DISTANCES[device_type]
 
 
@@ -51,7 +43,7 @@ def gram_distances(G: torch.Tensor) -> torch.Tensor:
     """(n, n) float64 Euclidean distances through the Gram matrix of the *centered* rows:
     with X = G - mean(G), ||x_i - x_j||^2 = ||x_i||^2 + ||x_j||^2 - 2 x_i.x_j (one BLAS product).
 
-    The harness's fast path while byzagg has no native distance kernel (its reference sums
+    The harness's fast path where byzagg has no native distance kernel for the device (its reference sums
     squared differences exactly, in a Python loop over rows, 10-50x slower). Centering first
     removes the cancellation of the plain Gram expansion (the rows' common component is
     what makes ||x||^2 large against ||x - y||^2), so in G's precision the distances are
@@ -85,7 +77,7 @@ def distances(G: torch.Tensor) -> torch.Tensor:
     """Euclidean distances as float64, by byzagg or the centered Gram path (see DISTANCES)."""
     if distance_method(G.device.type) == "gram":
         return gram_distances(G)
-    return _byzagg.pairwise_distances(G).to(torch.float64)
+    return byzagg.pairwise_distances(G).to(torch.float64)
 
 
 def _distances_without_self(G: torch.Tensor) -> torch.Tensor:
@@ -140,7 +132,7 @@ def lower_median(G: torch.Tensor) -> torch.Tensor:
     byzagg.median (the same values; native and 10-50x faster than torch.median on CPU);
     for even n torch.median, which takes the lower middle value as the original code did."""
     if G.shape[0] % 2 == 1:
-        return _byzagg.median(G)
+        return byzagg.median(G)
     return G.median(dim=0).values
 
 

@@ -1,6 +1,6 @@
 """Semantic presets: which variant of each rule, model and training detail a run uses.
 
-``canonical`` follows shared/API.md and the paper's text:
+``canonical`` follows docs/api.md and the paper's text:
   Krum = byzagg.krum(G, f) (squared distances, n - f - 2 neighbours, the one best row);
   Median = byzagg.median (mean of the two middle values for even n; n is odd in every
   setup of the paper, so both presets agree there); Bulyan = byzagg.bulyan (theta = n - 2f

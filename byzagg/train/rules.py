@@ -42,14 +42,9 @@ import torch
 
 from . import paper_rules
 
-try:
-    import byzagg as _byzagg
+import byzagg
 
-    _byzagg.aggregate  # noqa: B018
-except (ImportError, AttributeError):  # pragma: no cover - while byzagg/__init__.py is written
-    import byzagg.reference as _byzagg
-
-LIBRARY_RULES = tuple(_byzagg.RULES)
+LIBRARY_RULES = tuple(byzagg.RULES)
 PRE_AGGREGATIONS = ("nnm", "bucketing")
 PAPER_VARIANTS = ("paper_krum", "paper_median", "paper_bulyan")
 NAMES = LIBRARY_RULES + PAPER_VARIANTS
@@ -229,13 +224,13 @@ def _final(step: Step, preset: str) -> Callable[[torch.Tensor, int], torch.Tenso
         previous = []  # the rule's last output: the center of the next call
 
         def clipping(G, f):
-            out = _byzagg.aggregate(name, G, f=f, center=previous[0] if previous else None, **params)
+            out = byzagg.aggregate(name, G, f=f, center=previous[0] if previous else None, **params)
             previous[:] = [out]
             return out
 
         return clipping
     params.pop("center", None)
-    return lambda G, f: _byzagg.aggregate(name, G, f=f, **params)
+    return lambda G, f: byzagg.aggregate(name, G, f=f, **params)
 
 
 def build(spec: str, preset: str = "canonical", seed: int = 0) -> Callable[[torch.Tensor, int], torch.Tensor]:
@@ -248,9 +243,9 @@ def build(spec: str, preset: str = "canonical", seed: int = 0) -> Callable[[torc
         params = dict(step.params)
         if step.name == "bucketing":
             generator = torch.Generator().manual_seed(30_000 + seed)
-            pre.append(lambda G, f, p=params, g=generator: _byzagg.aggregate("bucketing", G, f=f, generator=g, **p))
+            pre.append(lambda G, f, p=params, g=generator: byzagg.aggregate("bucketing", G, f=f, generator=g, **p))
         else:
-            pre.append(lambda G, f, name=step.name, p=params: _byzagg.aggregate(name, G, f=f, **p))
+            pre.append(lambda G, f, name=step.name, p=params: byzagg.aggregate(name, G, f=f, **p))
 
     def rule(G: torch.Tensor, f: int) -> torch.Tensor:
         for transform in pre:

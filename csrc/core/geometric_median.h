@@ -23,8 +23,8 @@
 //           returned when its exact objective is at most the iterate's (up to a relative
 //           1e-12: ties go to the row; geometric_median_row_wins).
 // Every distance is a sum of squared differences of the rows and a vector of their scale:
-// rows of any magnitude up to the float range cost no accuracy to the others (the former
-// iteration on coefficients, ||z - x_i||^2 = (Dc)_i - c^T D c / 2, cancelled
+// rows of any magnitude up to the float range cost no accuracy to the others (an
+// iteration on coefficients, ||z - x_i||^2 = (Dc)_i - c^T D c / 2, would cancel
 // catastrophically with a row at 1e38). The quadratic q0 + 2 lam b + lam^2 e only serves
 // the line search and the next weights, and is exact at lam = 0; the next pass recomputes
 // q0 from the rows.

@@ -1,6 +1,6 @@
 // Preconditions on (n, f) of every rule, written so that no product of f can overflow:
 // f is a user-supplied int64 (torch.ops.byzagg.* takes any value), and 2f + 3 or 4f + 3
-// wraps around for f near 2^62, which let such f through. Torch-free, host and device.
+// would wrap around for f near 2^62 and let such f through. Torch-free, host and device.
 #pragma once
 
 #include <cstdint>

@@ -2,7 +2,7 @@
 // ranking, Krum scores, Krum and Bulyan selection, nearest neighbours (NNM), medoid.
 // Torch-free. The comparator is host and device; the rest is host code (std::sort).
 //
-// Order of rows (API.md, and rank_rows in byzagg/_reference_impl.py): a row with a
+// Order of rows (docs/api.md, and rank_rows in byzagg/_reference_impl.py): a row with a
 // non-finite value after every finite row; then by key, NaN keys last; then by index.
 // Scores are sums in double of the smallest distances taken in ascending order.
 #pragma once

@@ -1,7 +1,7 @@
 // The coordinate-wise family (median, trimmed mean, MeaMed, Phocas, Bulyan's last step) as
 // "order the column, then average a window of it". Torch-free, host and device.
 //
-// Order: ascending with NaN after +inf (API.md). Windows:
+// Order: ascending with NaN after +inf (docs/api.md). Windows:
 //   median        the middle value, or the mean of the two middle values for even n;
 //   trimmed mean  [f, n - f);
 //   nearest k     the k values nearest a center: a contiguous window of the sorted column,

@@ -1,4 +1,4 @@
-// CPU kernel of BrSGD (API.md), in float64 like the reference, in three passes over G:
+// CPU kernel of BrSGD (docs/api.md), in float64 like the reference, in three passes over G:
 // 1. per block of coordinates (iterative_passes.inc, vector copies per ISA): per column the
 //    mean of its finite values and the side of it holding the majority (>= mean is the
 //    upper side, which wins ties), a point for each row on that side, the non-finite rows;

@@ -1,4 +1,4 @@
-// CUDA kernel of BrSGD (API.md), in float64 like the reference:
+// CUDA kernel of BrSGD (docs/api.md), in float64 like the reference:
 // 1. votes: one thread per coordinate finds the mean of its finite values and the side
 //    holding the majority (>= mean is the upper side, which wins ties); each row on that
 //    side gets a point (warp ballots, then integer atomics: exact, so deterministic);
