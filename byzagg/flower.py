@@ -114,7 +114,7 @@ def _to_tensor(array: Array) -> torch.Tensor:
 
 
 def _to_array(tensor: torch.Tensor) -> Array:
-    return Array(np.ascontiguousarray(tensor.detach().cpu().numpy()))
+    return Array(np.asarray(tensor.detach().cpu().numpy()))  # np.save keeps 0-d shapes
 
 
 def _rule_function(name: str):
