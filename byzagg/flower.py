@@ -14,10 +14,10 @@ What a round does (aggregate_train):
    exactly one ArrayRecord, other keys than the global model's, another shape, a float
    array where the model has an integer one or the reverse, a non-NumPy serialisation):
    a malformed reply cannot stop the server; it counts as failed. n = the replies left.
-2. Each reply's update, client array minus the global model's (the model sent in
-   configure_train), for every floating array, computed in the model's float dtype (the
-   promoted dtype of its floating arrays, or `dtype`), is laid in one row of an (n, d)
-   tensor by byzagg.flatten, on `device`.
+2. Each reply's floating arrays are laid in one row of an (n, d) tensor by byzagg.flatten,
+   in the model's float dtype (the promoted dtype of its floating arrays, or `dtype`), and
+   the global model (the one sent in configure_train) is subtracted from every row: the
+   updates, client weights minus global model. The tensor then moves to `device`.
 3. The rule runs on it: optionally a pre-aggregation first (pre="nnm": byzagg.nnm with f;
    pre="bucketing": byzagg.bucketing with pre_params["s"], seeded per round), then
    byzagg.aggregate(rule, G, f=f, **params). The rule's requirement on n is checked every
@@ -51,7 +51,7 @@ import inspect
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from logging import INFO, WARNING
 
 import numpy as np
@@ -431,25 +431,24 @@ class Robust(FedAvg):
 
         dtype = self._model_dtype()
         float_keys = [k for k, t in self._global.items() if t.is_floating_point()]
-        global_float = {k: self._global[k].to(dtype) for k in float_keys}
-        # Each reply's update, in the model's float dtype; the raw arrays are released as we go.
-        updates = []
-        for tensors in updates_of:
-            updates.append({k: tensors.pop(k).to(dtype).sub_(global_float[k]) for k in float_keys})
-        G, spec = byzagg.flatten(updates, dtype=dtype)
-        del updates
+        # The replies' floating arrays as rows (one copy each, cast to the model's float
+        # dtype), then the global model subtracted from every row at once: the updates.
+        G, spec = byzagg.flatten([{k: tensors.pop(k) for k in float_keys} for tensors in updates_of], dtype=dtype)
+        global_row, _ = byzagg.flatten([{k: self._global[k] for k in float_keys}], dtype=dtype)
+        G.sub_(global_row)
         G = G.to(self.device)
         try:
             aggregate = self._run_rule(G, None if weights is None else weights.to(self.device), server_round)
         except ValueError as error:
             return keep_model(str(error))
         del G
-        aggregate_parts = byzagg.unflatten(aggregate.cpu(), spec)
+        # cut in the matrix dtype: each array is rounded to its own dtype once, after the addition
+        aggregate_parts = byzagg.unflatten(aggregate.cpu(), replace(spec, dtypes=(dtype,) * len(spec.dtypes)))
 
         result = ArrayRecord()
         for key, reference in self._global.items():
             if reference.is_floating_point():
-                value = (global_float[key] + aggregate_parts[key]).to(reference.dtype)
+                value = (reference.to(dtype) + aggregate_parts[key]).to(reference.dtype)
             elif self.non_float == "global":
                 value = reference
             else:
