@@ -68,7 +68,7 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
         'byzagg.flower needs Flower: pip install "byzagg[flower]" (flwr[simulation]==1.42.0)'
     ) from error
 
-__all__ = ["Robust", "RoundReport", "PRE_AGGREGATIONS", "NON_FLOAT_POLICIES"]
+__all__ = ["NON_FLOAT_POLICIES", "PRE_AGGREGATIONS", "Robust", "RoundReport"]
 
 PRE_AGGREGATIONS = ("nnm", "bucketing")
 NON_FLOAT_POLICIES = ("median", "global")

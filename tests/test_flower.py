@@ -21,11 +21,11 @@ pytest.importorskip("flwr", reason='flwr not installed: pip install ".[flower]" 
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
 
-from flwr.app import Array, ArrayRecord, Error, Message, Metadata, MetricRecord, RecordDict  # noqa: E402
-from flwr.serverapp.strategy import FedAvg, FedMedian  # noqa: E402
+from flwr.app import Array, ArrayRecord, Error, Message, Metadata, MetricRecord, RecordDict
+from flwr.serverapp.strategy import FedAvg, FedMedian
 
-import byzagg  # noqa: E402
-from byzagg.flower import Robust  # noqa: E402
+import byzagg
+from byzagg.flower import Robust
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "flower"
@@ -300,6 +300,7 @@ def test_simulation_byzantine_clients_are_resisted(monkeypatch):
     # Ray's workers import the example's ClientApp and byzagg by module name
     paths = [str(EXAMPLE), str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
+    monkeypatch.setenv("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # Ray's FutureWarning: no GPUs are used
     monkeypatch.syspath_prepend(str(EXAMPLE))
     from byzagg_mnist.client_app import app as client_app
     from byzagg_mnist.server_app import run_strategy
