@@ -122,6 +122,8 @@ setup(
         "test": ["pytest", "hypothesis", "tqdm", "matplotlib"],  # the harness tests make figures
         "bench": ["pytest-benchmark", "matplotlib", "scipy"],  # + pip install --no-deps byzfl (benchmarks/peers.py)
         "train": ["tqdm", "matplotlib"],
+        # byzagg.flower (a Flower strategy); the version byzagg/flower.py is tested with.
+        "flower": ["flwr[simulation]==1.42.0"],
     },
     entry_points={
         "console_scripts": [
