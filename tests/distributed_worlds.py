@@ -157,7 +157,19 @@ def world_allreduce(rank, n):
     return {"outputs": outputs, "errors": errors, "after": after}
 
 
-def world_ddp(rank, n, rule, f, byzantine, steps, params, checkpoint_dir=None):
+DDP_RUNS = (  # (rule, f, params): one world trains each in turn; "average" is the control
+    ("krum", 1, {}),
+    ("trimmed_mean", 1, {}),
+    ("centered_clipping", None, {"tau": 1.0}),
+    ("average", None, {}),
+)
+
+
+def world_ddp(rank, n, byzantine, steps, checkpoint_dir):
+    return {rule: _train_ddp(rank, rule, f, params, byzantine, steps, checkpoint_dir) for rule, f, params in DDP_RUNS}
+
+
+def _train_ddp(rank, rule, f, params, byzantine, steps, checkpoint_dir):
     import torch.distributed.checkpoint as dcp
     from torch.nn.parallel import DistributedDataParallel as DDP
 

@@ -24,6 +24,14 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_gloo_available(), reaso
 N_ALLREDUCE = 7  # bulyan with f=1 needs n >= 7
 
 
+def same_bits(a, b):
+    """Identical bits (NaN included), same dtype and shape."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    ints = {8: torch.int64, 4: torch.int32, 2: torch.int16}[a.element_size()]
+    return torch.equal(a.contiguous().view(ints), b.contiguous().view(ints))
+
+
 def _ok(results, rank):
     status, value = results[rank]
     assert status == "ok", f"rank {rank}: {value}"
@@ -44,15 +52,13 @@ def test_robust_allreduce_bits(allreduce_world, index):
     rule, f, path, dtype, d, nonfinite_row, params = CASES[index]
     outputs = [allreduce_world[r]["outputs"][index] for r in range(N_ALLREDUCE)]
     for r in range(1, N_ALLREDUCE):
-        assert torch.equal(outputs[r], outputs[0]) or (
-            outputs[r].isnan().equal(outputs[0].isnan()) and outputs[r].nan_to_num().equal(outputs[0].nan_to_num())
-        ), f"rank {r} differs from rank 0"
+        assert same_bits(outputs[r], outputs[0]), f"rank {r} differs from rank 0"
     G = matrix(N_ALLREDUCE, d, dtype, seed=index)
     if nonfinite_row is not None:
         G[nonfinite_row, d // 2] = float("nan")
     single = byzagg.aggregate(rule, G, f=f, **params).reshape(-1)
-    assert torch.equal(outputs[0], bd.simulate(G, rule, f=f, path=path, **params).reshape(-1))
-    assert torch.equal(outputs[0], single), f"max difference {(outputs[0] - single).abs().max()}"
+    assert same_bits(outputs[0], bd.simulate(G, rule, f=f, path=path, **params).reshape(-1))
+    assert same_bits(outputs[0], single), f"max difference {(outputs[0] - single).abs().max()}"
     if nonfinite_row is not None and rule != "average":
         assert bool(outputs[0].isfinite().all()), "the NaN row leaked into a robust rule's result"
 
@@ -87,7 +93,7 @@ def test_simulate_sharded_equals_single_process(n, d):
     G[1, 0] = float("inf")
     for rule in sorted(bd.SHARDED_RULES):
         f = 1 if rule != "bulyan" or n >= 7 else 0
-        assert torch.equal(bd.simulate(G, rule, f=f, path="sharded"), byzagg.aggregate(rule, G, f=f)), rule
+        assert same_bits(bd.simulate(G, rule, f=f, path="sharded"), byzagg.aggregate(rule, G, f=f)), rule
 
 
 def test_import_byzagg_does_not_import_distributed():
@@ -100,33 +106,33 @@ def test_import_byzagg_does_not_import_distributed():
 
 
 N_DDP = 5
+DDP_STEPS = 20
 
 
-@pytest.mark.parametrize(
-    "rule,f,params",
-    [("krum", 1, {}), ("trimmed_mean", 1, {}), ("centered_clipping", None, {"tau": 1.0})],
-)
-def test_ddp_hook_trains_with_a_byzantine_rank(rule, f, params, tmp_path):
-    results = run_world(
-        "ddp", N_DDP, deadline_s=180, rule=rule, f=f, byzantine=[3], steps=30, params=params,
-        checkpoint_dir=str(tmp_path / "dcp"),
-    )
-    ranks = [_ok(results, r) for r in range(N_DDP)]
+@pytest.fixture(scope="module")
+def ddp_world(tmp_path_factory):
+    directory = str(tmp_path_factory.mktemp("dcp"))
+    results = run_world("ddp", N_DDP, deadline_s=400, byzantine=[3], steps=DDP_STEPS, checkpoint_dir=directory)
+    return [_ok(results, r) for r in range(N_DDP)]
+
+
+@pytest.mark.parametrize("rule", ["krum", "trimmed_mean", "centered_clipping"])
+def test_ddp_hook_trains_with_a_byzantine_rank(ddp_world, rule):
+    ranks = [world[rule] for world in ddp_world]
     for r in range(1, N_DDP):
-        assert torch.equal(ranks[r]["params"], ranks[0]["params"]), f"replica {r} differs from replica 0"
+        assert same_bits(ranks[r]["params"], ranks[0]["params"]), f"replica {r} differs from replica 0"
     losses = ranks[0]["losses"]
     assert losses[-1] < 0.5 * losses[0], losses
-    assert all(r["steps"] == 30 for r in ranks)
-    if rule == "centered_clipping":
+    assert all(r["steps"] == DDP_STEPS for r in ranks)
+    if rule == "centered_clipping":  # the hook's state went through torch.distributed.checkpoint
         for r in ranks:
             center, loaded, steps = r["saved"]
-            assert torch.equal(center, loaded) and steps == 30
+            assert torch.equal(center, loaded) and steps == DDP_STEPS
 
 
-def test_ddp_average_is_broken_by_the_byzantine_rank(tmp_path):
+def test_ddp_average_is_broken_by_the_byzantine_rank(ddp_world):
     # the control: the same run with the plain mean does not learn
-    results = run_world("ddp", N_DDP, deadline_s=180, rule="average", f=None, byzantine=[3], steps=30, params={})
-    losses = _ok(results, 0)["losses"]
+    losses = ddp_world[0]["average"]["losses"]
     assert not losses[-1] < 0.5 * losses[0], losses
 
 

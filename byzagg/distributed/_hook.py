@@ -30,9 +30,9 @@ torch.distributed.checkpoint saves it with the model:
 same on every rank, a replicated tensor.) Load before the first step after a restart.
 """
 
-from __future__ import annotations
-
+# no `from __future__ import annotations`: DDP checks the hook's return annotation object
 import torch
+import torch.distributed as dist
 
 from ._allreduce import COORDINATE_RULES, DEFAULT_FAULT_GRACE_S, robust_allreduce
 
@@ -51,10 +51,10 @@ class RobustHookState:
     def __init__(
         self,
         rule: str,
-        f: int | None = None,
+        f=None,
         group=None,
         path: str = "auto",
-        whole_model: bool | None = None,
+        whole_model=None,
         timeout=None,
         fault_grace_s: float = DEFAULT_FAULT_GRACE_S,
         **params,
@@ -69,9 +69,9 @@ class RobustHookState:
         self.timeout = timeout
         self.fault_grace_s = fault_grace_s
         self.params = params
-        self.center: torch.Tensor | None = None  # centered_clipping: the last aggregate
+        self.center = None  # centered_clipping: the last aggregate
         self.steps = 0  # backward passes aggregated
-        self._pending: list[tuple[torch.Tensor, torch.futures.Future]] = []
+        self._pending = []  # (buffer, unfinished future) of the buckets before the last
 
     def aggregate(self, vector: torch.Tensor) -> torch.Tensor:
         params = dict(self.params)
@@ -105,13 +105,13 @@ class RobustHookState:
         self.steps = int(state["steps"])
 
 
-def _done(value: torch.Tensor) -> torch.futures.Future:
+def _done(value: torch.Tensor) -> torch.futures.Future[torch.Tensor]:
     future = torch.futures.Future()
     future.set_result(value)
     return future
 
 
-def robust_hook(state: RobustHookState, bucket) -> torch.futures.Future:
+def robust_hook(state: RobustHookState, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
     """DDP comm hook: the rule's result for this bucket, a future of the bucket's shape.
 
     Register with ddp.register_comm_hook(RobustHookState(rule, f=...), robust_hook).
