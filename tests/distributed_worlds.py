@@ -62,7 +62,9 @@ def run_world(name, world_size, deadline_s=120.0, pg_timeout_s=20.0, wait_for=No
     with tempfile.TemporaryDirectory(prefix="byzagg-dist-") as out_dir:
         port = free_port()
         processes = [
-            context.Process(target=_entry, args=(name, r, world_size, port, out_dir, pg_timeout_s, wait_for, kwargs), daemon=True)
+            context.Process(
+                target=_entry, args=(name, r, world_size, port, out_dir, pg_timeout_s, wait_for, kwargs), daemon=True
+            )
             for r in range(world_size)
         ]
         for p in processes:

@@ -14,6 +14,7 @@ The sharded algorithm is written as pure steps on shards (`_shard_bounds`,
 
 from __future__ import annotations
 
+import itertools
 import math
 import zlib
 from datetime import timedelta
@@ -33,7 +34,7 @@ from byzagg._reference_impl import (
     sort_columns,
 )
 
-from ._faults import CallTracker, RankFailureError, as_timedelta
+from ._faults import CallTracker, RankFailureError, as_timedelta, group_ranks
 
 PATHS = ("auto", "gather", "sharded")
 # Per coordinate, the result depends on that coordinate's column only.
@@ -183,8 +184,6 @@ def _select(rule: str, D: torch.Tensor, finite: torch.Tensor, f: int | None, par
             return torch.arange(n, device=D.device)
         distances = D.sqrt()
         best_diameter, best_subset = math.inf, None
-        import itertools
-
         combos = itertools.combinations(range(n), k)
         batch = max(1, (1 << 22) // (k * k))
         while True:
@@ -200,7 +199,9 @@ def _select(rule: str, D: torch.Tensor, finite: torch.Tensor, f: int | None, par
     raise AssertionError(rule)
 
 
-def _finish_shard(rule: str, S: torch.Tensor, selected: torch.Tensor | None, f: int | None, params: dict) -> torch.Tensor:
+def _finish_shard(
+    rule: str, S: torch.Tensor, selected: torch.Tensor | None, f: int | None, params: dict
+) -> torch.Tensor:
     """The result's columns for shard S, given the selected rows (distance rules)."""
     if S.shape[1] == 0:
         return S.new_empty(0)
@@ -384,8 +385,6 @@ def robust_allreduce(
     timeout = as_timedelta(timeout)
     n = dist.get_world_size(group)
     me = dist.get_rank(group)
-    from ._faults import group_ranks
-
     ranks = group_ranks(group)
     run = _Runner(group, f"robust_allreduce({rule!r})", timeout, fault_grace_s)
 

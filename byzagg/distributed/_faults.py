@@ -47,7 +47,9 @@ def group_ranks(group) -> list[int]:
 
 
 def _group_key(ranks: list[int]) -> str:
-    return "-".join(str(r) for r in ranks) if len(ranks) <= 16 else f"{ranks[0]}+{len(ranks)}x{hash(tuple(ranks)) & 0xFFFFFFFF}"
+    if len(ranks) <= 16:
+        return "-".join(str(r) for r in ranks)
+    return f"{ranks[0]}+{len(ranks)}x{hash(tuple(ranks)) & 0xFFFFFFFF}"
 
 
 class CallTracker:
