@@ -228,4 +228,16 @@ def world_fault(rank, n, victim, mode, grace_s):
         return {"error": str(error), "ranks": error.ranks, "elapsed_s": time.monotonic() - start}
 
 
-WORLDS = {"allreduce": world_allreduce, "ddp": world_ddp, "fault": world_fault}
+def harness_config():
+    from byzagg.train import experiment
+
+    return experiment.RunConfig(n=5, f=1, rule="krum", attack="little", steps=5, eval_every=100, batch_size=16)
+
+
+def world_harness(rank, n, gradients):
+    from byzagg.train import distributed_run
+
+    return distributed_run.run_distributed(harness_config(), gradients=gradients, timeout_s=60)
+
+
+WORLDS = {"allreduce": world_allreduce, "ddp": world_ddp, "fault": world_fault, "harness": world_harness}

@@ -17,7 +17,7 @@ import torch
 import byzagg
 import byzagg.distributed as bd
 
-from distributed_worlds import allreduce_cases, matrix, run_world
+from distributed_worlds import allreduce_cases, harness_config, matrix, run_world
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="torch without gloo")
 
@@ -148,3 +148,20 @@ def test_failed_rank_is_named_within_the_timeout(mode):
         assert out["ranks"] == (2,), out["error"]
         assert "rank 2 (last call reached: #1)" in out["error"], out["error"]
         assert out["elapsed_s"] < pg_timeout_s + grace_s + 5, out
+
+
+def test_harness_on_processes_gives_the_simulation_curves():
+    from byzagg.train import experiment
+
+    results = run_world("harness", 5, deadline_s=300, pg_timeout_s=60, gradients="all")
+    distributed = _ok(results, 0)
+    for r in range(1, 5):
+        assert _ok(results, r) is None
+    simulated = experiment.run(harness_config())
+    # the training itself is the same bits: losses, aggregate norms, accuracies
+    for key in ("loss", "aggregate_norm"):
+        assert distributed["study"][key] == simulated["study"][key], key
+    assert distributed["eval"] == simulated["eval"]
+    # float64 metrics: reductions on 1 thread (the ranks) vs the test's threads: last bits
+    for key in ("cos_aggregate_honest", "vn_ratio_submitted"):
+        assert distributed["study"][key] == pytest.approx(simulated["study"][key], rel=1e-12), key

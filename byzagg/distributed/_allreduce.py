@@ -73,6 +73,10 @@ def choose_path(rule: str, n: int, d: int, path: str = "auto") -> str:
     """The data path robust_allreduce takes for this rule, world size n and length d."""
     if path not in PATHS:
         raise ValueError(f"robust_allreduce: path must be one of {PATHS}, got {path!r}")
+    if callable(rule):
+        if path == "sharded":
+            raise ValueError("robust_allreduce: a callable rule has no sharded path; use path='gather' or 'auto'")
+        return "gather"
     if path == "sharded" and rule not in SHARDED_RULES:
         raise ValueError(
             f"robust_allreduce: rule {rule!r} has no sharded path (it needs every row whole"
@@ -97,8 +101,10 @@ def _params_digest(params: dict) -> int:
     return zlib.crc32(repr(sorted((k, text(val)) for k, val in params.items())).encode())
 
 
-def _check_rule_arguments(rule: str, n: int, f, params: dict) -> int | None:
+def _check_rule_arguments(rule, n: int, f, params: dict) -> int | None:
     """The checks the rule would make on an (n, d) matrix, before any data moves."""
+    if callable(rule):
+        return f  # its own checks run on G
     if rule in byzagg._api.RULES_WITH_F:
         if f is None:
             raise TypeError(f"robust_allreduce: rule {rule!r} needs f (the number of Byzantine workers tolerated)")
@@ -218,6 +224,12 @@ def _finish_shard(
     return S[selected].to(acc_dtype(S.dtype)).mean(dim=0).to(S.dtype)  # krum, multi_krum, mda
 
 
+def _apply(rule, G: torch.Tensor, f, params: dict) -> torch.Tensor:
+    if callable(rule):
+        return rule(G, **params) if f is None else rule(G, f, **params)
+    return byzagg.aggregate(rule, G, f=f, **params)
+
+
 def simulate(G: torch.Tensor, rule: str, f=None, path: str = "auto", **params) -> torch.Tensor:
     """What robust_allreduce returns on n = G.shape[0] ranks, rank i contributing G[i]:
     the same steps and arithmetic in one process (the oracle of the multi-process tests).
@@ -227,13 +239,13 @@ def simulate(G: torch.Tensor, rule: str, f=None, path: str = "auto", **params) -
     """
     if not isinstance(G, torch.Tensor) or G.dim() != 2:
         raise ValueError("simulate: G must be an (n, d) tensor")
-    if rule not in byzagg.RULES:
+    if not callable(rule) and rule not in byzagg.RULES:
         raise ValueError(f"robust_allreduce: unknown rule {rule!r}; known rules: {', '.join(byzagg.RULES)}")
     n, d = G.shape
     path = choose_path(rule, n, d, path)
     f = _check_rule_arguments(rule, n, f, params)
     if path == "gather":
-        return byzagg.aggregate(rule, G, f=f, **params)
+        return _apply(rule, G, f, params)
     bounds = _shard_bounds(d, n)
     shards = [G[:, bounds[r] : bounds[r + 1]].contiguous() for r in range(n)]
     selected = None
@@ -261,7 +273,10 @@ def _header(tensor, rule, f, path, params) -> torch.Tensor:
         device = {"cpu": 0, "cuda": 1}.get(tensor.device.type, 2)
     else:
         numel, dtype, device = -1, -1, -1
-    rule_id = byzagg.RULES.index(rule) if rule in byzagg.RULES else -1
+    if callable(rule):  # by name: two different lambdas are not told apart
+        rule_id = 1000 + zlib.crc32(getattr(rule, "__qualname__", type(rule).__name__).encode())
+    else:
+        rule_id = byzagg.RULES.index(rule) if rule in byzagg.RULES else -1
     f_id = -1 if f is None else (int(f) if isinstance(f, int) and not isinstance(f, bool) else -2)
     path_id = PATHS.index(path) if path in PATHS else -1
     return torch.tensor([numel, dtype, rule_id, f_id, path_id, _params_digest(params), device], dtype=torch.int64)
@@ -273,6 +288,8 @@ def _describe(field: int, value: int) -> str:
     if field == 1:
         return "not a float tensor" if value < 0 else str(_DTYPES[value])
     if field == 2:
+        if value >= 1000:
+            return f"a callable rule (name digest {value - 1000:#x})"
         return "an unknown rule" if value < 0 else f"rule {byzagg.RULES[value]!r}"
     if field == 3:
         return {-1: "f=None", -2: "a non-int f"}.get(value, f"f={value}")
@@ -321,7 +338,7 @@ class _Runner:
 
 def robust_allreduce(
     tensor: torch.Tensor,
-    rule: str,
+    rule,
     f: int | None = None,
     group=None,
     path: str = "auto",
@@ -342,7 +359,9 @@ def robust_allreduce(
             differs is named in a ValueError raised on every rank).
         rule: a name of byzagg.RULES; f and **params as for byzagg.aggregate (the same on
             every rank: checked). n is the group's size: the rule's requirement on n and
-            f is checked on every rank before data moves.
+            f is checked on every rank before data moves. Or a callable rule(G, f,
+            **params) (rule(G, **params) when f is None), deterministic: gather path only
+            (the harness's preset rules use this).
         group: the process group (default: the world).
         path: 'gather' (all_gather the rows), 'sharded' (all_to_all column shards; for
             coordinate-wise rules - average, median, trimmed_mean, meamed, phocas - and
@@ -386,7 +405,8 @@ def robust_allreduce(
     n = dist.get_world_size(group)
     me = dist.get_rank(group)
     ranks = group_ranks(group)
-    run = _Runner(group, f"robust_allreduce({rule!r})", timeout, fault_grace_s)
+    label = rule if isinstance(rule, str) else getattr(rule, "__qualname__", "callable")
+    run = _Runner(group, f"robust_allreduce({label!r})", timeout, fault_grace_s)
 
     # 1. the header: every rank sees what every other rank is calling with
     header = _header(tensor, rule, f, path, params)
@@ -399,7 +419,7 @@ def robust_allreduce(
         raise TypeError(f"robust_allreduce: tensor must be a torch.Tensor, got {type(tensor).__name__}")
     if tensor.dtype not in _DTYPES:
         raise TypeError(f"robust_allreduce: tensor must have a floating dtype, got {tensor.dtype}")
-    if rule not in byzagg.RULES:
+    if not callable(rule) and rule not in byzagg.RULES:
         raise ValueError(f"robust_allreduce: unknown rule {rule!r}; known rules: {', '.join(byzagg.RULES)}")
     d = tensor.numel()
     if d == 0:
@@ -412,7 +432,7 @@ def robust_allreduce(
     if path == "gather":
         G = torch.empty(n, d, dtype=x.dtype, device=x.device)
         run(dist.all_gather, list(G.unbind(0)), x)
-        result = byzagg.aggregate(rule, G, f=f, **params)
+        result = _apply(rule, G, f, params)
         return result.reshape(tensor.shape) if result.dim() == 1 else result.reshape(result.shape[0], *tensor.shape)
 
     # 2b. sharded path: my shard of every row
