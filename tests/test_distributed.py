@@ -165,3 +165,31 @@ def test_harness_on_processes_gives_the_simulation_curves():
     # float64 metrics: reductions on 1 thread (the ranks) vs the test's threads: last bits
     for key in ("cos_aggregate_honest", "vn_ratio_submitted"):
         assert distributed["study"][key] == pytest.approx(simulated["study"][key], rel=1e-12), key
+
+
+def test_robust_allreduce_needs_an_initialised_group():
+    if torch.distributed.is_initialized():
+        pytest.skip("a process group is initialised in this process")
+    with pytest.raises(RuntimeError, match="not initialised"):
+        bd.robust_allreduce(torch.ones(3), "median")
+
+
+def test_hook_state_round_trip():
+    state = bd.RobustHookState("centered_clipping", tau=1.0)
+    state.center, state.steps = torch.arange(4.0), 7
+    fresh = bd.RobustHookState("centered_clipping", tau=1.0)
+    fresh.load_state_dict(state.state_dict())
+    assert torch.equal(fresh.center, state.center) and fresh.steps == 7
+    assert bd.RobustHookState("median").whole_model is False
+    assert bd.RobustHookState("krum", f=1).whole_model is True
+    with pytest.raises(TypeError, match="centre"):
+        bd.RobustHookState("centered_clipping", tau=1.0, center=torch.zeros(4))
+
+
+def test_simulate_callable_rule_and_unknown_rule():
+    G = matrix(5, 100, torch.float32, seed=3)
+    assert torch.equal(bd.simulate(G, lambda X, f: byzagg.krum(X, f), f=1), byzagg.krum(G, 1))
+    with pytest.raises(ValueError, match="unknown rule"):
+        bd.simulate(G, "kurm", f=1)
+    with pytest.raises(ValueError, match="no sharded path"):
+        bd.simulate(G, lambda X, f: X.mean(0), f=1, path="sharded")
