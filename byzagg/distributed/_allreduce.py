@@ -219,9 +219,22 @@ def _finish_shard(
         sorted_columns = sort_columns(S[selected])
         beta = S.shape[0] - 4 * f
         return nearest_mean(sorted_columns, median_of_sorted(sorted_columns), beta).to(S.dtype)
-    if rule == "mda" and f == 0:
-        return byzagg.average(S)
-    return S[selected].to(acc_dtype(S.dtype)).mean(dim=0).to(S.dtype)  # krum, multi_krum, mda
+    return _mean_of_rows(S, selected, "mda" if rule == "mda" else "krum")  # krum, multi_krum, mda
+
+
+def _mean_of_rows(S: torch.Tensor, rows: torch.Tensor, op: str) -> torch.Tensor:
+    """The mean of the rows `rows` of S (in that order) as byzagg's implementation of `op`
+    on S's device forms it, so that the shard's columns get the whole matrix's bits: the
+    native kernels add the rows one by one in the accumulation type and divide by the
+    count (csrc/cpu/selection_kernels.cpp, row_set_means); the reference takes torch's
+    mean over the rows. Both are column by column."""
+    acc = acc_dtype(S.dtype)
+    if not byzagg._ops._has_native(op, S.device.type):
+        return S[rows].to(acc).mean(dim=0).to(S.dtype)
+    total = torch.zeros(S.shape[1], dtype=acc, device=S.device)
+    for r in rows.tolist():
+        total += S[r].to(acc)
+    return (total / len(rows)).to(S.dtype)
 
 
 def _apply(rule, G: torch.Tensor, f, params: dict) -> torch.Tensor:
