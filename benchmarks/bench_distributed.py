@@ -61,7 +61,7 @@ def _timed(fn, repeats):
     return statistics.median(times)
 
 
-def _worker(rank, n, port, sizes, repeats, queue):
+def _worker(rank, n, port, sizes, repeats, queue, rules):
     torch.set_num_threads(1)
     dist.init_process_group(
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=n, timeout=datetime.timedelta(seconds=600)
@@ -82,6 +82,8 @@ def _worker(rank, n, port, sizes, repeats, queue):
         base = _timed(plain, repeats)
         rows.append((d, "all_reduce (mean)", "-", base, base))
         for rule, f, path in CASES:
+            if rules and rule not in rules:
+                continue
             f = _f(rule, f, n)
             if rule == "bulyan" and n < 4 * f + 3 or rule == "krum" and n < 2 * f + 3:
                 continue
@@ -112,6 +114,7 @@ def main(argv=None):
     parser.add_argument("--d", type=float, nargs="+", default=[1e5, 1e6, 1e7])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default=None, help="append a markdown section to this file")
+    parser.add_argument("--rules", nargs="*", default=None, help="only these rules (default: all cases)")
     args = parser.parse_args(argv)
     sizes = [int(d) for d in args.d]
     import byzagg.distributed as bd
@@ -122,7 +125,7 @@ def main(argv=None):
         queue = context.Queue()
         port = _free_port()
         processes = [
-            context.Process(target=_worker, args=(r, n, port, sizes, args.repeats, queue)) for r in range(n)
+            context.Process(target=_worker, args=(r, n, port, sizes, args.repeats, queue, args.rules)) for r in range(n)
         ]
         for p in processes:
             p.start()

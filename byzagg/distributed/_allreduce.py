@@ -216,9 +216,15 @@ def _finish_shard(
     if rule == "medoid":
         return S[selected[0]].clone()
     if rule == "bulyan":
-        sorted_columns = sort_columns(S[selected])
-        beta = S.shape[0] - 4 * f
-        return nearest_mean(sorted_columns, median_of_sorted(sorted_columns), beta).to(S.dtype)
+        # per coordinate, the mean of the beta = theta - 2f selected values nearest their
+        # median: meamed with f' = 2f on the theta selected rows, where its requirement
+        # theta > 2 f' holds (the native kernel then); else the reference's own steps
+        chosen = S[selected]
+        theta = chosen.shape[0]
+        if theta > 4 * f:
+            return byzagg.meamed(chosen, 2 * f)
+        sorted_columns = sort_columns(chosen)
+        return nearest_mean(sorted_columns, median_of_sorted(sorted_columns), theta - 2 * f).to(S.dtype)
     return _mean_of_rows(S, selected, "mda" if rule == "mda" else "krum")  # krum, multi_krum, mda
 
 
