@@ -7,6 +7,7 @@
     byzagg-repro grid paper-mnist --dataset fashion-mnist --jobs 2
     byzagg-repro grid paper-mnist --data-dir ~/mnist --filter rule=krum,bulyan --filter f=12
     byzagg-repro report runs/quick-mnist-embedded
+    torchrun --nproc-per-node 5 -m byzagg.train run --workers 5 --f 1 --rule krum   # a process per worker
 
 Runs land in OUT/run-json/<run id>.json (OUT defaults to runs/<grid>-<data set> for grids,
 runs/single for run; runs/ is ignored by git), each written atomically when it finishes;
@@ -95,14 +96,25 @@ def build_parser() -> argparse.ArgumentParser:
         help_text = f"(default {default})"
         if field.name == "rule":
             help_text = f"NAME[:KEY=VALUE,...], pre-aggregations before '+' (see above; default {default})"
+        names = [f"--{field.name.replace('_', '-')}"]
+        if field.name == "n":  # torchrun's own parser takes --n for an abbreviation of its options
+            names.append("--workers")
         one.add_argument(
-            f"--{field.name.replace('_', '-')}",
+            *names,
             type=kind,
             default=default,
             choices=choices,
             help=help_text,
         )
     one.add_argument("--out", default="runs/single", help="results folder (default runs/single)")
+    one.add_argument(
+        "--gradients",
+        choices=["own", "all"],
+        default="own",
+        help="under torchrun: each rank computes its own gradient (own, default) or every honest "
+        "worker's in one pass, as the simulation does (all: the simulation's bits)",
+    )
+    one.add_argument("--timeout", type=float, default=120.0, help="under torchrun: seconds for every collective")
     one.add_argument(
         "--overwrite", action="store_true", help="replace a run file of the same run id that holds another config"
     )
@@ -156,6 +168,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_run_distributed(args, config, out: Path) -> int:
+    """`torchrun --nproc-per-node N -m byzagg.train run ...`: this process is worker RANK of
+    the run (byzagg/train/distributed_run.py); rank 0 writes the run file."""
+    import datetime
+
+    import torch.distributed as dist
+
+    from . import distributed_run
+
+    if not args.overwrite and int(os.environ.get("RANK", "0")) == 0:
+        experiment.check_conflicts(out, [config])
+    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=args.timeout))
+    try:
+        result = distributed_run.run_distributed(config, args.data_dir, args.gradients, timeout_s=args.timeout)
+        if result is not None:
+            path = experiment.result_path(out, config)
+            experiment.write_json_atomic(path, result)
+            print(f"{config.run_id()}: final accuracy {result['eval']['accuracy'][-1]:.4f} -> {path}", flush=True)
+    finally:
+        dist.destroy_process_group()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -178,6 +213,8 @@ def command_run(args) -> int:
     config = experiment.RunConfig(**values)
     config.check()
     out = Path(args.out)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # launched by torchrun: one process per worker
+        return command_run_distributed(args, config, out)
     existing = experiment.find_result(out, config)
     if existing is not None and not args.overwrite:
         result = experiment.load_result(existing)

@@ -1,7 +1,7 @@
 """One harness run on real processes: one process per worker, over torch.distributed.
 
     torchrun --nproc-per-node 5 -m byzagg.train.distributed_run --n 5 --f 1 --rule krum \\
-        --attack little --steps 50 --out results/distributed
+        --attack little --steps 50          # or: torchrun ... -m byzagg.train run ...
 
 Ranks 0 .. n - f - 1 are the honest workers, ranks n - f .. n - 1 the Byzantine ones (the
 rows of the simulation's G, honest first). A step:
@@ -163,7 +163,7 @@ def main(argv=None) -> None:
             kind = float
         parser.add_argument(f"--{field.name.replace('_', '-')}", type=kind, default=default)
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--out", default="results/distributed")
+    parser.add_argument("--out", default="runs/distributed")
     parser.add_argument("--gradients", choices=["own", "all"], default="own")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds for every collective (default 120)")
     parser.add_argument("--threads", type=int, default=1)
