@@ -29,6 +29,7 @@ import platform
 import sys
 import sysconfig
 import time
+import warnings
 from pathlib import Path
 
 from setuptools import find_packages, setup
@@ -61,6 +62,8 @@ def native_extensions():
     if flag("BYZAGG_NO_NATIVE"):
         print("byzagg build: BYZAGG_NO_NATIVE set, no native extension")
         return [], {}
+    # torch warns when numpy is missing; the build does not use numpy
+    warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
     try:
         import torch
         from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension

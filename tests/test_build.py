@@ -198,6 +198,15 @@ def test_progress_lines_instead_of_command_lines(tmp_path, capsys):
     assert "-MMD" not in out  # no compiler command lines
     assert "compiled 3/3 files" in out
 
+    # the same warning in every file (as torch's headers give) is printed once
+    (tmp_path / "src" / "h.h").write_text("#pragma once\n#warning same for all\n")
+    for name in "abc":
+        (tmp_path / "src" / f"{name}.cpp").write_text(f'#include "h.h"\nint {name}() {{ return 2; }}\n')
+    nb.NinjaProgress(tmp_path).run(str(tmp_path), "Error compiling objects for extension")
+    out = capsys.readouterr().out
+    assert out.count("same for all [") == 1, out
+    assert out.count("(the same 1 compiler warning(s) as above, not repeated)") == 2, out
+
     (tmp_path / "src" / "b.cpp").write_text("int b() { return ; }\n")
     with pytest.raises(RuntimeError, match="Error compiling objects for extension"):
         nb.NinjaProgress(tmp_path).run(str(tmp_path), "Error compiling objects for extension")

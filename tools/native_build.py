@@ -292,6 +292,7 @@ class NinjaProgress:
         self.total: int | None = None
         self.t0 = time.monotonic()
         self.last_line = self.t0
+        self.seen_warnings: set[str] = set()
 
     def show(self, path: str) -> str:
         try:
@@ -342,6 +343,21 @@ class NinjaProgress:
         else:
             self.emit(f"{self.count()} done: {name}{took.replace('after', 'in')}")
 
+    def diagnostics(self, block: list[str]) -> None:
+        """Print a step's compiler output, except warnings already printed for an earlier file
+        (torch's headers give every file the same ones): those become one short line."""
+        if not block:
+            return
+        warnings = {line for line in block if ": warning:" in line}
+        failed = any(": error" in line or line.startswith(("FAILED", "ninja:")) for line in block)
+        if warnings and warnings <= self.seen_warnings and not failed:
+            self.emit(f"(the same {len(warnings)} compiler warning(s) as above, not repeated)")
+        else:
+            self.seen_warnings |= warnings
+            with self.lock:
+                print("\n".join(block), flush=True, file=self.out or sys.stdout)
+        block.clear()
+
     def planned(self, command: list[str], cwd: str, env: dict) -> int | None:
         """How many compile steps ninja will run (a dry run)."""
         try:
@@ -386,13 +402,16 @@ class NinjaProgress:
         reader = threading.Thread(target=lambda: [lines.put(x) for x in process.stdout] + [lines.put(None)], daemon=True)
         reader.start()
         pending = None
+        block: list[str] = []  # what the compiler printed for the step that just ended
         try:
             while True:
                 try:
-                    line = lines.get(timeout=0.2) if pending else lines.get()
+                    line = lines.get(timeout=0.2) if (pending or block) else lines.get()
                 except queue.Empty:
-                    self.finished(*pending, failed=False)
-                    pending = None
+                    if pending:
+                        self.finished(*pending, failed=False)
+                        pending = None
+                    self.diagnostics(block)
                     continue
                 if pending:
                     self.finished(*pending, failed=line is not None and line.startswith("FAILED"))
@@ -403,10 +422,11 @@ class NinjaProgress:
                 match = self.STATUS.match(line)
                 source = _source_of(shlex.split(match.group(3))) if match else None
                 if match and source:
+                    self.diagnostics(block)
                     pending = (self.show(source), int(match.group(1)), int(match.group(2)))
                 elif line.strip():
-                    with self.lock:
-                        print(line, flush=True, file=self.out or sys.stdout)
+                    block.append(line)
+            self.diagnostics(block)
             returncode = process.wait()
         finally:
             stop.set()
