@@ -134,6 +134,8 @@ def native_extensions():
         cache_tag=sys.implementation.cache_tag,
         ext_suffix=sysconfig.get_config_var("EXT_SUFFIX"),
         machine=platform.machine(),
+        # the compiler and flags setuptools takes from the Python build
+        python_build={name: sysconfig.get_config_var(name) for name in ("CC", "CXX", "CFLAGS", "CCSHARED", "LDSHARED")},
     )
     if use_cuda and not os.environ.get("TORCH_CUDA_ARCH_LIST"):
         # torch then compiles for the GPUs it sees
