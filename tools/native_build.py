@@ -10,9 +10,9 @@ named by a key: the SHA-256 of every input that can change the compiled bytes (s
 sources, include and library directories, macros and compile/link flags as torch's
 BuildExtension hands them to the compiler; the compiler (path and `--version`), nvcc; torch
 (version, git commit, CUDA/HIP version, C++ ABI); Python (version, ABI tag, extension
-suffix, machine, the compiler settings of its build); the GPUs' compute capabilities when torch picks the CUDA archs from them;
-the build switches and compiler variables of the environment (ENV_KEYS); the source tree's
-path. Any difference gives another key, so a stale library is never used: at worst a build
+suffix, machine, the compiler settings of its build); the GPUs' compute capabilities when
+torch picks the CUDA archs from them; the build switches and compiler variables of the
+environment (ENV_KEYS); the source tree's path. Any difference gives another key, so a stale library is never used: at worst a build
 compiles again. `pip install .` and then `pip install -e .` (whose build directory is a fresh
 temporary one) compile once.
 
