@@ -12,9 +12,9 @@ BuildExtension hands them to the compiler; the compiler (path and `--version`), 
 (version, git commit, CUDA/HIP version, C++ ABI); Python (version, ABI tag, extension
 suffix, machine, the compiler settings of its build); the GPUs' compute capabilities when
 torch picks the CUDA archs from them; the build switches and compiler variables of the
-environment (ENV_KEYS); the source tree's path. Any difference gives another key, so a stale library is never used: at worst a build
-compiles again. `pip install .` and then `pip install -e .` (whose build directory is a fresh
-temporary one) compile once.
+environment (ENV_KEYS); the source tree's path. Any difference gives another key, so a
+stale library is never used: at worst a build compiles again. `pip install .` and then
+`pip install -e .` (whose build directory is a fresh temporary one) compile once.
 
 An entry is complete or absent: the library is copied to a temporary name in the cache
 directory, its SHA-256 is written next to it (<key>.json, itself written to a temporary name
@@ -399,7 +399,12 @@ class NinjaProgress:
         # ninja prints "[k/N] command" when a step ends, and "FAILED: ..." right after it when
         # the step failed: a status line is held until the next line or 0.2 s of silence.
         lines: queue.Queue = queue.Queue()
-        reader = threading.Thread(target=lambda: [lines.put(x) for x in process.stdout] + [lines.put(None)], daemon=True)
+        def read() -> None:
+            for text in process.stdout:
+                lines.put(text)
+            lines.put(None)
+
+        reader = threading.Thread(target=read, daemon=True)
         reader.start()
         pending = None
         block: list[str] = []  # what the compiler printed for the step that just ended
