@@ -129,7 +129,7 @@ def native_extensions():
         info,
         torch_git=torch.version.git_version,
         torch_hip=getattr(torch.version, "hip", None),
-        cxx11_abi=bool(torch._C._GLIBCXX_USE_CXX11_ABI),
+        cxx11_abi=getattr(torch._C, "_GLIBCXX_USE_CXX11_ABI", None),
         python_full=sys.version,
         cache_tag=sys.implementation.cache_tag,
         ext_suffix=sysconfig.get_config_var("EXT_SUFFIX"),
