@@ -7,22 +7,42 @@ Switches (environment):
   BYZAGG_DEBUG=1       -O0 -g.
   BYZAGG_SANITIZE=1    AddressSanitizer + UBSan build of the CPU code (-O1 -g); build it into
                        its own directory and run it with libasan preloaded: tools/fuzz_asan.sh.
+  BYZAGG_BUILD_CACHE=0 do not reuse (or keep) compiled extensions; =DIR keeps them in DIR.
+  BYZAGG_BUILD_VERBOSE=1  ninja's full compiler command lines instead of progress lines.
 The CPU kernels are always built; CUDA when torch is a CUDA build, nvcc is found, and a GPU
 is present or FORCE_CUDA / TORCH_CUDA_ARCH_LIST is set. Build with
 `pip install --no-build-isolation .` so that the extension is compiled against the torch
 that is installed (build isolation would fetch another torch: an ABI mismatch at import).
+
+Progress and reuse (tools/native_build.py): `python setup.py -q build_ext` prints a line per
+file compiled (pip hides a build's output unless -v); every compiled extension is kept in
+build/byzagg-cache/ under a key that hashes all its inputs (csrc/, this file, flags,
+compiler, torch, Python, the switches above), so that a later `pip install .` or
+`pip install -e .` of the same tree with the same inputs copies it instead of compiling.
 """
 
 import glob
+import importlib.util
 import json
 import os
 import platform
 import sys
+import sysconfig
+import time
+import warnings
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
 ROOT = Path(__file__).resolve().parent
+
+
+def load_native_build():
+    """tools/native_build.py, loaded by path (no package named `tools` is imported)."""
+    spec = importlib.util.spec_from_file_location("byzagg_native_build", ROOT / "tools" / "native_build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def flag(name: str) -> bool:
@@ -42,6 +62,8 @@ def native_extensions():
     if flag("BYZAGG_NO_NATIVE"):
         print("byzagg build: BYZAGG_NO_NATIVE set, no native extension")
         return [], {}
+    # torch warns when numpy is missing; the build does not use numpy
+    warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
     try:
         import torch
         from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
@@ -103,7 +125,53 @@ def native_extensions():
         extra_compile_args=extra_compile_args,
         extra_link_args=link,
     )
-    return [extension], {"build_ext": BuildExtension.with_options(no_python_abi_suffix=False)}
+    versions = dict(
+        info,
+        torch_git=torch.version.git_version,
+        torch_hip=getattr(torch.version, "hip", None),
+        cxx11_abi=getattr(torch._C, "_GLIBCXX_USE_CXX11_ABI", None),
+        python_full=sys.version,
+        cache_tag=sys.implementation.cache_tag,
+        ext_suffix=sysconfig.get_config_var("EXT_SUFFIX"),
+        machine=platform.machine(),
+        # the compiler and flags setuptools takes from the Python build
+        python_build={name: sysconfig.get_config_var(name) for name in ("CC", "CXX", "CFLAGS", "CCSHARED", "LDSHARED")},
+    )
+    if use_cuda and not os.environ.get("TORCH_CUDA_ARCH_LIST"):
+        # torch then compiles for the GPUs it sees
+        versions["gpus"] = [torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())]
+    nvcc = str(Path(CUDA_HOME) / "bin" / "nvcc") if use_cuda else None
+
+    class BuildExt(BuildExtension):
+        """torch's BuildExtension, with progress lines and the build cache (tools/native_build.py)."""
+
+        def build_extension(self, ext):
+            import torch.utils.cpp_extension as cpp_extension
+
+            nb = load_native_build()
+            target = Path(self.get_ext_fullpath(ext.name))
+            directory = nb.cache_directory(ROOT)
+            key = inputs = None
+            if directory is not None:
+                tools = nb.toolchain(cpp_extension.get_cxx_compiler(), nvcc)
+                key, inputs = nb.cache_key(ROOT, nb.extension_fields(ext), tools, versions, os.environ)
+                if nb.fetch(directory, key, target):
+                    nb.say(f"{ext.name}: reusing the build in {directory} (key {key[:12]}: same sources, flags, "
+                           "compiler, torch and Python); BYZAGG_BUILD_CACHE=0 compiles anyway")
+                    return
+            start = time.monotonic()
+            nb.say(f"{ext.name}: compiling (no earlier build with the same inputs)")
+            with nb.ninja_progress(cpp_extension, ROOT):
+                super().build_extension(ext)
+            minutes, seconds = divmod(int(time.monotonic() - start), 60)
+            nb.say(f"{ext.name}: built in {minutes}:{seconds:02d}")
+            if key is not None:
+                try:
+                    nb.store(directory, key, target, inputs)
+                except OSError as error:  # a read-only tree: the build itself is fine
+                    nb.say(f"could not keep the build in {directory}: {error}")
+
+    return [extension], {"build_ext": BuildExt.with_options(no_python_abi_suffix=False)}
 
 
 ext_modules, cmdclass = native_extensions()
