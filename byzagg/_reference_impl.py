@@ -249,12 +249,11 @@ def nnm(X, f):
     return torch.stack([acc[order[i]].mean(dim=0) for i in range(n)]).to(X.dtype)
 
 
-def mda(X, f):
-    n = X.shape[0]
+def mda_subset(D: torch.Tensor, f: int) -> torch.Tensor:
+    """The n - f row indices of least diameter on the (n, n) distance matrix D, by
+    exhaustive search in lexicographic order (ties to the first subset)."""
+    n = D.shape[0]
     k = n - f
-    if f == 0:
-        return average(X)
-    D = squared_distances(X.detach()).sqrt()  # the choice of subset has no gradient
     batch = max(1, (1 << 22) // (k * k))
     combos = itertools.combinations(range(n), k)
     best_diameter, best_subset = math.inf, None
@@ -262,12 +261,19 @@ def mda(X, f):
         chunk = list(itertools.islice(combos, batch))
         if not chunk:
             break
-        idx = torch.tensor(chunk, dtype=torch.long, device=X.device)
+        idx = torch.tensor(chunk, dtype=torch.long, device=D.device)
         diameters = D[idx.unsqueeze(2), idx.unsqueeze(1)].amax(dim=(1, 2))
         j = int(torch.argmin(diameters))  # first minimum: lexicographic tie-break
         if best_subset is None or float(diameters[j]) < best_diameter:
             best_diameter, best_subset = float(diameters[j]), idx[j]
-    return mean_of_rows(X, best_subset)
+    return best_subset
+
+
+def mda(X, f):
+    if f == 0:
+        return average(X)
+    # the choice of subset has no gradient
+    return mean_of_rows(X, mda_subset(squared_distances(X.detach()).sqrt(), f))
 
 
 # Geometric median: smoothed Weiszfeld with exact distances ||z - x_i|| computed from the

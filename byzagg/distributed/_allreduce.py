@@ -14,7 +14,6 @@ The sharded algorithm is written as pure steps on shards (`_shard_bounds`,
 
 from __future__ import annotations
 
-import itertools
 import math
 import zlib
 from datetime import timedelta
@@ -27,6 +26,7 @@ from byzagg import _validate as v
 from byzagg._reference_impl import (
     MDA_MAX_SUBSETS,
     acc_dtype,
+    mda_subset,
     median_of_sorted,
     nearest_mean,
     rank_rows,
@@ -185,23 +185,9 @@ def _select(rule: str, D: torch.Tensor, finite: torch.Tensor, f: int | None, par
         sums = torch.where(finite, total, torch.full_like(total, math.inf))
         return rank_rows(sums, finite)[:1]
     if rule == "mda":
-        k = n - f
         if f == 0:
             return torch.arange(n, device=D.device)
-        distances = D.sqrt()
-        best_diameter, best_subset = math.inf, None
-        combos = itertools.combinations(range(n), k)
-        batch = max(1, (1 << 22) // (k * k))
-        while True:
-            chunk = list(itertools.islice(combos, batch))
-            if not chunk:
-                break
-            idx = torch.tensor(chunk, dtype=torch.long, device=D.device)
-            diameters = distances[idx.unsqueeze(2), idx.unsqueeze(1)].amax(dim=(1, 2))
-            j = int(torch.argmin(diameters))  # first minimum: lexicographic tie-break
-            if best_subset is None or float(diameters[j]) < best_diameter:
-                best_diameter, best_subset = float(diameters[j]), idx[j]
-        return best_subset
+        return mda_subset(D.sqrt(), f)
     raise AssertionError(rule)
 
 
