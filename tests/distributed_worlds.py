@@ -231,13 +231,30 @@ def world_fault(rank, n, victim, mode, grace_s):
 def harness_config():
     from byzagg.train import experiment
 
-    return experiment.RunConfig(n=5, f=1, rule="krum", attack="little", steps=5, eval_every=100, batch_size=16)
+    return experiment.RunConfig(n=5, f=1, rule="krum", attack="little", steps=8, eval_every=3, batch_size=16)
 
 
-def world_harness(rank, n, gradients):
+def world_harness(rank, n, gradients, checkpoint_dir=None, checkpoint_every=0, kill=None):
+    """The harness run of harness_config(); checkpoint into checkpoint_dir every
+    checkpoint_every steps (resuming from a checkpoint there); kill = {rank: steps done}:
+    that rank dies (os._exit) once it has done that many steps."""
     from byzagg.train import distributed_run
 
-    return distributed_run.run_distributed(harness_config(), gradients=gradients, timeout_s=60)
+    config = harness_config()
+    checkpoint = None if checkpoint_dir is None else distributed_run.checkpoint_path(checkpoint_dir, config)
+
+    def after_step(done):
+        if kill and kill.get(rank) == done:
+            os._exit(17)
+
+    return distributed_run.run_distributed(
+        config,
+        gradients=gradients,
+        timeout_s=60,
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        after_step=after_step,
+    )
 
 
 WORLDS = {"allreduce": world_allreduce, "ddp": world_ddp, "fault": world_fault, "harness": world_harness}

@@ -9,6 +9,8 @@ What is checked (docs/distributed.md, "Guarantees"):
 - ranks that disagree (size, dtype, f) and n vs f are rejected on every rank, naming ranks.
 - the DDP hook trains with a Byzantine rank, replicas stay identical, state checkpoints.
 - a killed or hung rank gives RankFailureError naming it within the timeout.
+- the harness on processes gives the simulation's curves; killed after a checkpoint and
+  restarted, it resumes and ends with the uninterrupted run's bits.
 """
 
 import pytest
@@ -150,13 +152,31 @@ def test_failed_rank_is_named_within_the_timeout(mode):
         assert out["elapsed_s"] < pg_timeout_s + grace_s + 5, out
 
 
-def test_harness_on_processes_gives_the_simulation_curves():
+N_HARNESS, CHECKPOINT_EVERY = 5, 2
+
+
+@pytest.fixture(scope="module")
+def harness_run(tmp_path_factory):
+    """The uninterrupted run on processes, checkpointing as the resumed one does."""
+    directory = str(tmp_path_factory.mktemp("harness-uninterrupted"))
+    results = run_world(
+        "harness",
+        N_HARNESS,
+        deadline_s=300,
+        pg_timeout_s=60,
+        gradients="all",
+        checkpoint_dir=directory,
+        checkpoint_every=CHECKPOINT_EVERY,
+    )
+    for r in range(1, N_HARNESS):
+        assert _ok(results, r) is None
+    return _ok(results, 0)
+
+
+def test_harness_on_processes_gives_the_simulation_curves(harness_run):
     from byzagg.train import experiment
 
-    results = run_world("harness", 5, deadline_s=300, pg_timeout_s=60, gradients="all")
-    distributed = _ok(results, 0)
-    for r in range(1, 5):
-        assert _ok(results, r) is None
+    distributed = harness_run
     simulated = experiment.run(harness_config())
     # the training itself is the same bits: losses, aggregate norms, accuracies
     for key in ("loss", "aggregate_norm"):
@@ -193,3 +213,40 @@ def test_simulate_callable_rule_and_unknown_rule():
         bd.simulate(G, "kurm", f=1)
     with pytest.raises(ValueError, match="no sharded path"):
         bd.simulate(G, lambda X, f: X.mean(0), f=1, path="sharded")
+
+
+def test_harness_resumes_after_a_kill_with_the_uninterrupted_bits(harness_run, tmp_path):
+    from dataclasses import replace
+
+    from byzagg.train import distributed_run
+
+    config = harness_config()
+    directory = str(tmp_path)
+    checkpoint = distributed_run.checkpoint_path(directory, config)
+    common = dict(gradients="all", checkpoint_dir=directory, checkpoint_every=CHECKPOINT_EVERY)
+    # rank 2 dies after step 5 (the checkpoint after step 4 is on disk, step 5 is lost);
+    # the others fail in the next collective (the process group's timeout bounds it)
+    killed = run_world("harness", N_HARNESS, deadline_s=120, pg_timeout_s=30, wait_for=[0, 1, 3, 4], kill={2: 5}, **common)
+    assert 2 not in killed, killed.get(2)
+    assert killed[0][0] == "error", killed[0]
+    payload = torch.load(checkpoint, weights_only=True)
+    assert payload["step"] == 4 and len(payload["per_worker"]) == N_HARNESS
+    assert [w["worker_momentum"] is not None for w in payload["per_worker"]] == [True] * 4 + [False]
+    # the restart resumes from step 4 and ends with the uninterrupted run's bits
+    resumed = run_world("harness", N_HARNESS, deadline_s=300, pg_timeout_s=60, **common)
+    for r in range(1, N_HARNESS):
+        assert _ok(resumed, r) is None
+    result = _ok(resumed, 0)
+    assert result["distributed"]["resumed_from_steps"] == [4]
+    assert harness_run["distributed"]["resumed_from_steps"] == []
+    assert result["study"] == harness_run["study"]  # every metric, float64 ones too
+    assert result["eval"] == harness_run["eval"]
+    assert result["theta_sha256"] == harness_run["theta_sha256"]
+    # a checkpoint of another run is refused, naming what differs; n vs f is checked again
+    with pytest.raises(ValueError, match="n: 5 in the checkpoint, 7 now"):
+        distributed_run.check_checkpoint(payload, replace(config, n=7), "all", 7)
+    with pytest.raises(ValueError, match="gradients: 'all' in the checkpoint, 'own' now"):
+        distributed_run.check_checkpoint(payload, config, "own", N_HARNESS)
+    with pytest.raises(ValueError, match="krum requires n >= 2f"):
+        replace(config, n=4).check()
+    distributed_run.check_checkpoint(payload, config, "all", N_HARNESS)

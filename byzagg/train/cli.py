@@ -115,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
         "worker's in one pass, as the simulation does (all: the simulation's bits)",
     )
     one.add_argument("--timeout", type=float, default=120.0, help="under torchrun: seconds for every collective")
+    from . import distributed_run  # torch.distributed: imported with the parser, not with byzagg.train
+
+    distributed_run.add_checkpoint_arguments(one)
     one.add_argument(
         "--overwrite", action="store_true", help="replace a run file of the same run id that holds another config"
     )
@@ -170,24 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def command_run_distributed(args, config, out: Path) -> int:
     """`torchrun --nproc-per-node N -m byzagg.train run ...`: this process is worker RANK of
-    the run (byzagg/train/distributed_run.py); rank 0 writes the run file."""
-    import datetime
-
-    import torch.distributed as dist
-
+    the run (byzagg/train/distributed_run.py); rank 0 writes the run file. A checkpoint
+    every --checkpoint-every steps; a restart resumes from it (--no-resume: not)."""
     from . import distributed_run
 
     if not args.overwrite and int(os.environ.get("RANK", "0")) == 0:
         experiment.check_conflicts(out, [config])
-    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=args.timeout))
-    try:
-        result = distributed_run.run_distributed(config, args.data_dir, args.gradients, timeout_s=args.timeout)
-        if result is not None:
-            path = experiment.result_path(out, config)
-            experiment.write_json_atomic(path, result)
-            print(f"{config.run_id()}: final accuracy {result['eval']['accuracy'][-1]:.4f} -> {path}", flush=True)
-    finally:
-        dist.destroy_process_group()
+    distributed_run.run_and_write(config, out, args)
     return 0
 
 
