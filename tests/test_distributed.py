@@ -226,7 +226,9 @@ def test_harness_resumes_after_a_kill_with_the_uninterrupted_bits(harness_run, t
     common = dict(gradients="all", checkpoint_dir=directory, checkpoint_every=CHECKPOINT_EVERY)
     # rank 2 dies after step 5 (the checkpoint after step 4 is on disk, step 5 is lost);
     # the others fail in the next collective (the process group's timeout bounds it)
-    killed = run_world("harness", N_HARNESS, deadline_s=120, pg_timeout_s=30, wait_for=[0, 1, 3, 4], kill={2: 5}, **common)
+    killed = run_world(
+        "harness", N_HARNESS, deadline_s=120, pg_timeout_s=30, wait_for=[0, 1, 3, 4], kill={2: 5}, **common
+    )
     assert 2 not in killed, killed.get(2)
     assert killed[0][0] == "error", killed[0]
     payload = torch.load(checkpoint, weights_only=True)

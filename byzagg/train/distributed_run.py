@@ -82,6 +82,8 @@ def run_distributed(
             f"distributed run: the world has {world} processes but the run needs n={honest + byzantine} "
             f"({honest} honest + {byzantine} Byzantine): launch torchrun --nproc-per-node {honest + byzantine}"
         )
+    if checkpoint_every < 0:
+        raise ValueError(f"checkpoint_every must be >= 0, got {checkpoint_every}")
     is_honest = rank < honest
     preset = presets.get_preset(config.preset)
     rule = preset.rules[config.rule]
@@ -99,8 +101,6 @@ def run_distributed(
     buffer = torch.zeros(d)  # this honest worker's momentum (worker placement)
     evaluation = {"step": [], "accuracy": []}
     study = {k: [] for k in ("step", "lr", "loss", "vn_ratio_submitted", "aggregate_norm", "cos_aggregate_honest")}
-    if checkpoint_every < 0:
-        raise ValueError(f"checkpoint_every must be >= 0, got {checkpoint_every}")
     state = _State(config, gradients, flat, pipeline, eval_generator, momentum, buffer, evaluation, study)
     first_step, resumed = 0, []
     if checkpoint is not None and resume:
@@ -341,7 +341,8 @@ def check_checkpoint(payload: dict, config: experiment.RunConfig, gradients: str
             "or another --checkpoint-dir"
         )
     if not 0 < payload["step"] <= config.steps or len(payload["per_worker"]) != world:
-        raise ValueError(f"{path}: inconsistent checkpoint (step {payload['step']}, {len(payload['per_worker'])} ranks)")
+        ranks = len(payload["per_worker"])
+        raise ValueError(f"{path}: inconsistent checkpoint (step {payload['step']}, {ranks} ranks)")
 
 
 def _load_checkpoint(path: Path, config: experiment.RunConfig, gradients: str, world: int) -> dict | None:
