@@ -1,4 +1,5 @@
-"""Figures and a markdown table from a folder of run files (``<dir>/**/run-json/*.json``).
+"""Figures and a markdown table from a folder of run files (``<dir>/**/run-json/*.json``,
+or ``*.json.gz`` as ``byzagg-repro compress`` leaves them).
 
 Figures (PNG):
 - ``accuracy-<dataset>-<preset>-f<f>-<attack>-<lr>.png``: top-1 accuracy against the step,
@@ -38,7 +39,13 @@ def load_results(folders) -> list[dict]:
         if not Path(folder).is_dir():
             raise FileNotFoundError(f"{folder}: no such folder")
     results = []
-    for path in sorted(p for folder in folders for p in Path(folder).rglob("run-json/*.json")):
+    paths = sorted(
+        p for folder in folders for pattern in ("run-json/*.json", "run-json/*.json.gz") for p in Path(folder).rglob(pattern)
+    )
+    plain = set(paths)
+    for path in paths:
+        if path.name.endswith(".json.gz") and path.with_name(path.name[: -len(".gz")]) in plain:
+            continue  # the same run, uncompressed, is read instead
         result = load_result(path)
         if result is not None:
             results.append(result)
