@@ -283,9 +283,9 @@ def _final(step: Step, preset: str, seed: int = 0) -> Callable[[torch.Tensor, in
 
 def build(spec: str, preset: str = "canonical", seed: int = 0) -> Callable[[torch.Tensor, int], torch.Tensor]:
     """rule(G, f) -> (d,) aggregate for this specification. `preset` gives the meaning of
-    average/krum/median/bulyan (see the module docstring); `seed` seeds bucketing."""
+    average/krum/median/bulyan (see the module docstring); `seed` seeds bucketing and krum_1p."""
     steps = parse(spec)
-    final = _final(steps[-1], preset)
+    final = _final(steps[-1], preset, seed)
     pre = []
     for step in steps[:-1]:
         params = dict(step.params)
