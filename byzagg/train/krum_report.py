@@ -10,8 +10,9 @@ the runs of the models ``tabular-mlp`` and ``mnist-convnet`` (grids ``krum-paper
 - ``krum-omniscient-batch-<dataset>.png`` (source Figure 3): test accuracy after the last
   round against the mini-batch size, the same two setups (mean +- std over seeds).
 The table: per setup, the accuracy after 50 and 100 rounds, the mean accuracy over the run
-(the area under the curve: how fast a rule learns), the final and the best accuracy, and for
-1-p Krum the fraction of rounds it averaged.
+(the area under the curve: how fast a rule learns), the final and the best accuracy, the
+honest workers' training loss over the last tenth of the rounds (NaN: the run diverged), and
+for 1-p Krum the fraction of rounds it averaged.
 """
 
 from __future__ import annotations
@@ -66,6 +67,18 @@ def _mean_std(values) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def _last_loss(result: dict) -> float:
+    losses = np.asarray(result["study"]["loss"], dtype=float)
+    return float(losses[-max(1, len(losses) // 10) :].mean()) if losses.size else float("nan")
+
+
+def _mean_std_nan(values) -> tuple[float, float]:
+    """Mean and std over seeds, NaN when any seed is NaN (a diverged run)."""
+    if any(v != v for v in values):
+        return float("nan"), float("nan")
+    return _mean_std(values)
+
+
 def _label(config: dict) -> str:
     label = RULE_LABELS.get(config["rule"], config["rule"])
     if config["attack"] not in ("none", "honest"):
@@ -105,6 +118,8 @@ def summary_rows(results: list[dict]) -> list[dict]:
                 "mean_accuracy": _mean_std([float(np.mean(r["eval"]["accuracy"])) for r in runs]),
                 "final_accuracy": _mean_std([r["eval"]["accuracy"][-1] for r in runs]),
                 "max_accuracy": _mean_std([max(r["eval"]["accuracy"]) for r in runs]),
+                # the honest workers' mean training loss over the last tenth of the rounds (NaN: diverged)
+                "final_loss": _mean_std_nan([_last_loss(r) for r in runs]),
                 "averaged_fraction": _mean_std([c.count("average") / len(c) for c in choices]) if choices else None,
                 "wall_s": _mean_std([r["timing"]["wall_s"] for r in runs]),
             }
@@ -121,18 +136,24 @@ def _pct(pair) -> str:
     return "-" if mean != mean else f"{100 * mean:.1f} ± {100 * std:.1f}"
 
 
+def _loss(pair) -> str:
+    mean, std = pair
+    return "NaN (diverged)" if mean != mean else f"{mean:.3g} ± {std:.2g}"
+
+
 def markdown(rows: list[dict]) -> str:
     lines = [
         "| data set | model (d) | n | f | attack | rule | batch | acc. @50 (%) | acc. @100 (%) | mean acc. (%) "
-        "| final acc. (%) | max acc. (%) | 1-p Krum averaged | seeds | wall s/run |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| final acc. (%) | max acc. (%) | train loss, last 10% | 1-p Krum averaged | seeds | wall s/run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         averaged = "-" if r["averaged_fraction"] is None else f"{100 * r['averaged_fraction'][0]:.1f}% of rounds"
         lines.append(
             f"| {r['dataset']} | {r['model']} ({r['parameters']:,}) | {r['n']} | {r['f']} | {r['attack']} | {r['rule']} "
             f"| {r['batch_size']} | {_pct(r['accuracy_50'])} | {_pct(r['accuracy_100'])} | {_pct(r['mean_accuracy'])} "
-            f"| {_pct(r['final_accuracy'])} | {_pct(r['max_accuracy'])} | {averaged} | {len(r['seeds'])} "
+            f"| {_pct(r['final_accuracy'])} | {_pct(r['max_accuracy'])} | {_loss(r['final_loss'])} | {averaged} "
+            f"| {len(r['seeds'])} "
             f"| {r['wall_s'][0]:.1f} |"
         )
     return "\n".join(lines) + "\n"
