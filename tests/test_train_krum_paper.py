@@ -381,7 +381,10 @@ def test_omniscient_figures(tmp_path):
                     {
                         "config": config.to_dict(),
                         "eval": {"step": [0, 25, 50], "accuracy": [0.1, 0.5 + 0.01 * seed, 0.8]},
-                        "study": {"loss": [2.3, 1.0, 0.5] if seed == 1 else [2.3, float("nan"), float("nan")]},
+                        "study": {
+                            "loss": [2.3, 1.0, 0.5] if seed == 1 else [2.3, float("nan"), float("nan")],
+                            "cos_aggregate_honest": [1.0, -0.5, 0.9, 1.0],
+                        },
                         "timing": {"wall_s": 1.0},
                         "parameters": 18_026,
                     }
@@ -392,3 +395,4 @@ def test_omniscient_figures(tmp_path):
         "krum-omniscient-batch-mnist-embedded.png",
     }
     assert len(rows) == 4 and "| multi_krum |" in text and "NaN (diverged)" in text
+    assert rows[0]["rounds_against_honest"] == (0.25, 0.0)

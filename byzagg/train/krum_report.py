@@ -11,8 +11,9 @@ the runs of the models ``tabular-mlp`` and ``mnist-convnet`` (grids ``krum-paper
   round against the mini-batch size, the same two setups (mean +- std over seeds).
 The table: per setup, the accuracy after 50 and 100 rounds, the mean accuracy over the run
 (the area under the curve: how fast a rule learns), the final and the best accuracy, the
-honest workers' training loss over the last tenth of the rounds (NaN: the run diverged), and
-for 1-p Krum the fraction of rounds it averaged.
+honest workers' training loss over the last tenth of the rounds (NaN: the run diverged), the
+share of rounds where the rule's output has a negative cosine with the honest workers' mean
+(the attack got through), and for 1-p Krum the fraction of rounds it averaged.
 """
 
 from __future__ import annotations
@@ -72,6 +73,11 @@ def _last_loss(result: dict) -> float:
     return float(losses[-max(1, len(losses) // 10) :].mean()) if losses.size else float("nan")
 
 
+def _against(result: dict) -> float:
+    cosines = np.asarray(result["study"].get("cos_aggregate_honest", []), dtype=float)
+    return float(np.mean(cosines < 0)) if cosines.size else float("nan")
+
+
 def _mean_std_nan(values) -> tuple[float, float]:
     """Mean and std over seeds, NaN when any seed is NaN (a diverged run)."""
     if any(v != v for v in values):
@@ -120,6 +126,8 @@ def summary_rows(results: list[dict]) -> list[dict]:
                 "max_accuracy": _mean_std([max(r["eval"]["accuracy"]) for r in runs]),
                 # the honest workers' mean training loss over the last tenth of the rounds (NaN: diverged)
                 "final_loss": _mean_std_nan([_last_loss(r) for r in runs]),
+                # rounds where the rule's output points away from the honest mean: the attack got in
+                "rounds_against_honest": _mean_std([_against(r) for r in runs]),
                 "averaged_fraction": _mean_std([c.count("average") / len(c) for c in choices]) if choices else None,
                 "wall_s": _mean_std([r["timing"]["wall_s"] for r in runs]),
             }
@@ -144,15 +152,17 @@ def _loss(pair) -> str:
 def markdown(rows: list[dict]) -> str:
     lines = [
         "| data set | model (d) | n | f | attack | rule | batch | acc. @50 (%) | acc. @100 (%) | mean acc. (%) "
-        "| final acc. (%) | max acc. (%) | train loss, last 10% | 1-p Krum averaged | seeds | wall s/run |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| final acc. (%) | max acc. (%) | train loss, last 10% | rounds against the honest mean (%) "
+        "| 1-p Krum averaged | seeds | wall s/run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         averaged = "-" if r["averaged_fraction"] is None else f"{100 * r['averaged_fraction'][0]:.1f}% of rounds"
         lines.append(
             f"| {r['dataset']} | {r['model']} ({r['parameters']:,}) | {r['n']} | {r['f']} | {r['attack']} | {r['rule']} "
             f"| {r['batch_size']} | {_pct(r['accuracy_50'])} | {_pct(r['accuracy_100'])} | {_pct(r['mean_accuracy'])} "
-            f"| {_pct(r['final_accuracy'])} | {_pct(r['max_accuracy'])} | {_loss(r['final_loss'])} | {averaged} "
+            f"| {_pct(r['final_accuracy'])} | {_pct(r['max_accuracy'])} | {_loss(r['final_loss'])} "
+            f"| {_pct(r['rounds_against_honest'])} | {averaged} "
             f"| {len(r['seeds'])} "
             f"| {r['wall_s'][0]:.1f} |"
         )
