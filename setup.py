@@ -190,6 +190,9 @@ setup(
         "test": ["pytest", "hypothesis", "tqdm", "matplotlib"],  # the harness tests make figures
         "bench": ["pytest-benchmark", "matplotlib", "scipy"],  # + pip install --no-deps byzfl (benchmarks/peers.py)
         "train": ["tqdm", "matplotlib"],
+        # the offline tabular task of the Krum paper's grids (scikit-learn's bundled breast-cancer
+        # set); without it those tests skip and --dataset spambase --data-dir reads UCI Spambase
+        "train-tabular": ["tqdm", "matplotlib", "scikit-learn"],
         # byzagg.flower (a Flower strategy); the version byzagg/flower.py is tested with.
         "flower": ["flwr[simulation]==1.42.0"],
     },

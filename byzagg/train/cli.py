@@ -25,7 +25,7 @@ import time
 from dataclasses import fields, replace
 from pathlib import Path
 
-from . import data, experiment, grids, presets, report, rules
+from . import attacks, data, experiment, grids, presets, report, rules
 
 
 def _threads(value: str) -> int | None:
@@ -89,11 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
             choices = data.DATASETS
         elif field.name == "preset":
             choices = list(presets.PRESETS)
-        elif field.name == "attack":
-            choices = ["none", "little", "empire"]
         elif field.name == "momentum":
             choices = ["server", "worker"]
         help_text = f"(default {default})"
+        if field.name == "attack":
+            help_text = f"NAME[:KEY=VALUE,...], one of {', '.join(attacks.NAMES)} (see attacks.py; default {default})"
         if field.name == "rule":
             help_text = f"NAME[:KEY=VALUE,...], pre-aggregations before '+' (see above; default {default})"
         names = [f"--{field.name.replace('_', '-')}"]
@@ -131,7 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=data.DATASETS,
         help="data set (default: mnist for paper-mnist, cifar10, mnist-embedded for quick)",
     )
-    grid.add_argument("--preset", default="paper", choices=list(presets.PRESETS), help="(default paper)")
+    grid.add_argument(
+        "--preset",
+        default=None,
+        choices=list(presets.PRESETS),
+        help="(default paper; canonical for the krum-paper grids)",
+    )
     grid.add_argument(
         "--filter",
         action="append",
@@ -164,6 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--steps", type=int, default=30)
     prof.add_argument("--out", default=None, help="also write the measurements to this JSON file")
 
+    comp = sub.add_parser(
+        "compress", help="gzip the run files under folders (run-json/*.json -> *.json.gz; grids and report read both)"
+    )
+    comp.add_argument("folders", nargs="+")
+
     rep = sub.add_parser("report", help="figures and a markdown table from run files")
     rep.add_argument("results", nargs="+", help="folders holding run-json/*.json (searched recursively)")
     rep.add_argument("--out", default=None, help="output folder (default <first results folder>/report)")
@@ -192,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
             return command_grid(args)
         if args.command == "profile":
             return command_profile(args)
+        if args.command == "compress":
+            return command_compress(args)
         return command_report(args)
     except (data.DatasetError, ValueError, FileNotFoundError) as error:
         print(f"byzagg-repro: error: {error}", file=sys.stderr)
@@ -341,6 +353,15 @@ def command_profile(args) -> int:
             Path(args.out),
             {"setup": vars(args) | {"out": None}, "rows": rows, "environment": environment, "loadavg": os.getloadavg()},
         )
+    return 0
+
+
+def command_compress(args) -> int:
+    for folder in args.folders:
+        if not Path(folder).is_dir():
+            raise FileNotFoundError(f"{folder}: no such folder")
+        written = experiment.compress_runs(folder)
+        print(json.dumps({"folder": folder, "compressed": len(written)}))
     return 0
 
 

@@ -13,6 +13,14 @@ Supported:
 - ``cifar10``: the python batches (``cifar-10-batches-py/data_batch_1..5``, ``test_batch``),
   the binary batches (``cifar-10-batches-bin/data_batch_1..5.bin``, ``test_batch.bin``), or the
   unextracted archive ``cifar-10-python.tar.gz`` in ``--data-dir``.
+- ``spambase`` (the Krum paper's spam-filtering task): UCI Spambase, ``spambase.data`` (4,601
+  rows of 57 comma-separated features and a 0/1 label; gzip or not) in ``--data-dir`` or its
+  sub-folder ``spambase/``.
+- ``breast-cancer``: scikit-learn's bundled Wisconsin diagnostic breast-cancer set (569 rows,
+  30 features, binary), the offline stand-in for Spambase; needs scikit-learn (the extra
+  ``train-tabular``).
+  Both tabular sets: a fixed 80/20 train/test split (a permutation seeded with 0, the same
+  for every run), each feature standardised with the training split's mean and std.
 - ``cifar10-synthetic`` / ``mnist-synthetic``: random images of the right shapes with a
   class-dependent signal, to test models and pipelines where the real data cannot be had.
 
@@ -57,6 +65,8 @@ NORMALISATION = {
     "fashion-mnist": None,  # the original code only flips Fashion-MNIST, no normalisation
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
     "cifar10-synthetic": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+    "spambase": None,  # tabular: standardised when read
+    "breast-cancer": None,
 }
 # Random horizontal flips of the training images (the original code's transforms).
 FLIPS = {
@@ -66,7 +76,14 @@ FLIPS = {
     "fashion-mnist": True,
     "cifar10": True,
     "cifar10-synthetic": True,
+    "spambase": False,
+    "breast-cancer": False,
 }
+TABULAR = ("spambase", "breast-cancer")
+SPAMBASE_FILE = "spambase.data"
+SPAMBASE_COLUMNS = 58  # 57 features + the label
+TABULAR_TEST_FRACTION = 0.2
+TABULAR_SPLIT_SEED = 0
 DATASETS = sorted(NORMALISATION)
 
 
@@ -76,7 +93,8 @@ class DatasetError(RuntimeError):
 
 @dataclass
 class Dataset:
-    """Images as uint8 tensors, (N, H, W) for grey images or (N, C, H, W), labels int64."""
+    """Images as uint8 tensors, (N, H, W) for grey images or (N, C, H, W), labels int64;
+    tabular sets: float32 (N, features), already standardised."""
 
     name: str
     train_images: torch.Tensor
@@ -86,9 +104,14 @@ class Dataset:
     source: str
     num_classes: int = 10
 
+    @property
+    def tabular(self) -> bool:
+        return self.train_images.is_floating_point()
+
     def describe(self) -> str:
         return (
-            f"{self.name}: {len(self.train_labels)} train / {len(self.test_labels)} test images of shape "
+            f"{self.name}: {len(self.train_labels)} train / {len(self.test_labels)} test "
+            f"{'rows' if self.tabular else 'images'} of shape "
             f"{tuple(self.train_images.shape[1:])}, from {self.source}"
         )
 
@@ -294,6 +317,101 @@ def cifar_dataset(parts: list[tuple[np.ndarray, np.ndarray]], source: str) -> Da
 
 
 # ----------------------------------------------------------------------------------------
+# Tabular (the Krum paper's spam filtering)
+
+
+def parse_spambase(text: str, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of 58 comma-separated numbers, the last a 0/1 label; blank lines ignored.
+    Raises DatasetError naming the line and the problem."""
+    rows, labels = [], []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line:
+            continue
+        fields = line.split(",")
+        if len(fields) != SPAMBASE_COLUMNS:
+            raise DatasetError(
+                f"{where}, line {number}: {len(fields)} comma-separated fields, expected {SPAMBASE_COLUMNS} "
+                "(57 features and the 0/1 label): not the UCI spambase.data file or corrupt"
+            )
+        try:
+            values = [float(x) for x in fields]
+        except ValueError:
+            raise DatasetError(f"{where}, line {number}: a field is not a number ({line[:60]!r})") from None
+        if not all(np.isfinite(values)):
+            raise DatasetError(f"{where}, line {number}: a field is not finite")
+        if values[-1] not in (0.0, 1.0):
+            raise DatasetError(f"{where}, line {number}: label {fields[-1]!r}, expected 0 or 1")
+        rows.append(values[:-1])
+        labels.append(int(values[-1]))
+    if len(rows) < 10:
+        raise DatasetError(f"{where}: {len(rows)} data rows, too few to split into train and test (UCI: 4,601)")
+    labels = np.asarray(labels, dtype=np.int64)
+    if labels.min() == labels.max():
+        raise DatasetError(f"{where}: every row has label {labels[0]}; expected both classes (spam 1, non-spam 0)")
+    return np.asarray(rows, dtype=np.float64), labels
+
+
+def load_spambase(data_dir: Path) -> Dataset:
+    candidates = [Path(data_dir) / sub / name for sub in ("", "spambase") for name in (SPAMBASE_FILE, SPAMBASE_FILE + ".gz")]
+    for path in candidates:
+        if path.is_file():
+            raw = read_bytes(path)
+            try:
+                text = raw.decode("ascii")
+            except UnicodeDecodeError:
+                raise DatasetError(f"{path}: not a text file (UCI spambase.data is ASCII)") from None
+            features, labels = parse_spambase(text, str(path))
+            return tabular_dataset("spambase", features, labels, str(path))
+    raise DatasetError(
+        f"spambase: {SPAMBASE_FILE}[.gz] not found in {data_dir} nor in {Path(data_dir) / 'spambase'}. "
+        "Nothing is downloaded: fetch the UCI Spambase file elsewhere and pass --data-dir; "
+        "breast-cancer is the offline tabular task (scikit-learn)"
+    )
+
+
+def load_breast_cancer() -> Dataset:
+    try:
+        from sklearn.datasets import load_breast_cancer as sklearn_breast_cancer
+    except ImportError:
+        raise DatasetError(
+            "breast-cancer needs scikit-learn (pip install scikit-learn, or the extra byzagg[train-tabular]); "
+            "spambase reads spambase.data from --data-dir"
+        ) from None
+    import sklearn
+
+    bunch = sklearn_breast_cancer()
+    return tabular_dataset(
+        "breast-cancer",
+        np.asarray(bunch.data, dtype=np.float64),
+        np.asarray(bunch.target, dtype=np.int64),
+        f"scikit-learn {sklearn.__version__} load_breast_cancer (UCI Wisconsin diagnostic, bundled)",
+    )
+
+
+def tabular_dataset(name: str, features: np.ndarray, labels: np.ndarray, source: str) -> Dataset:
+    """A fixed train/test split (permutation seeded with TABULAR_SPLIT_SEED, the last
+    TABULAR_TEST_FRACTION for testing), features standardised with the training split's
+    mean and std (a constant feature is centred only)."""
+    order = np.random.default_rng(TABULAR_SPLIT_SEED).permutation(len(labels))
+    cut = len(labels) - max(1, int(round(TABULAR_TEST_FRACTION * len(labels))))
+    train, test = order[:cut], order[cut:]
+    mean = features[train].mean(axis=0)
+    std = features[train].std(axis=0)
+    std[std == 0] = 1.0
+    scaled = ((features - mean) / std).astype(np.float32)
+    return Dataset(
+        name,
+        torch.from_numpy(scaled[train]),
+        torch.from_numpy(labels[train]),
+        torch.from_numpy(scaled[test]),
+        torch.from_numpy(labels[test]),
+        source=source + f" (fixed {len(train)}/{len(test)} split, standardised)",
+        num_classes=2,
+    )
+
+
+# ----------------------------------------------------------------------------------------
 # Embedded and synthetic
 
 
@@ -343,6 +461,15 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Datase
         return load_embedded_mnist()
     if name.endswith("-synthetic"):
         return synthetic(name)
+    if name == "breast-cancer":
+        return load_breast_cancer()
+    if name == "spambase":
+        if data_dir is None:
+            raise DatasetError(
+                "spambase needs --data-dir with spambase.data (UCI Spambase; nothing is downloaded); "
+                "breast-cancer is the offline tabular task"
+            )
+        return load_spambase(Path(data_dir))
     if name == "cifar10":
         if data_dir is None:
             raise DatasetError(
@@ -391,6 +518,8 @@ class Pipeline:
         self.position = 0
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        if images.is_floating_point():  # tabular rows, standardised when read
+            return images.to(self.device, torch.float32).reshape(len(images), -1).contiguous()
         x = images.to(self.device, torch.float32) / 255.0
         x = x.view(len(x), -1, *self.dataset.train_images.shape[-2:])  # (N, C, H, W)
         norm = NORMALISATION[self.dataset.name]
@@ -427,6 +556,12 @@ class Pipeline:
         if self.flip_train:
             x = self.flip(x, self.generator)
         return x.view(workers, batch_size, *x.shape[1:]), y.view(workers, batch_size)
+
+    def training_samples(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training samples at `index`, prepared (no flips), and their labels; the
+        stream of the workers' batches is untouched."""
+        index = index.to(self.device)
+        return self.prepare(self.train_u8.index_select(0, index)), self.train_y[index]
 
     def test_batches(self, batch_size: int = 2000, generator: torch.Generator | None = None):
         for lo in range(0, len(self.test_y), batch_size):

@@ -75,6 +75,8 @@ def run_distributed(
     config.check()
     if gradients not in ("own", "all"):
         raise ValueError(f"gradients must be 'own' or 'all', got {gradients!r}")
+    if config.attack_name not in ("none", "little", "empire"):
+        raise ValueError(f"distributed run: attack {config.attack} is simulated only (byzagg-repro run without torchrun)")
     honest, byzantine = config.honest, config.byzantine
     world, rank = dist.get_world_size(), dist.get_rank()
     if world != honest + byzantine:
@@ -92,7 +94,7 @@ def run_distributed(
     if dataset is None:
         dataset = data.load_dataset(config.dataset, data_dir)
     torch.manual_seed(config.seed)
-    model = experiment.build_model(config, preset)
+    model = experiment.build_model(config, preset, dataset)
     flat = workers.FlatModel(model, "cpu", train_mode=preset.train_mode)
     pipeline = data.Pipeline(dataset, "cpu", flatten=False, flip_test=preset.flip_test, seed=config.seed)
     eval_generator = torch.Generator().manual_seed(10_000 + config.seed)

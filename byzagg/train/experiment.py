@@ -17,6 +17,7 @@ that is killed and restarted skips it.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import hashlib
 import json
 import math
@@ -32,6 +33,8 @@ import torch
 from . import attacks, data, metrics, models, paper_rules, presets, rules, workers
 
 FORMAT = "byzagg-train-run/1"
+# run ids of runs of these models name the mini-batch size (the Krum paper's grids vary it)
+KRUM_PAPER_MODELS = ("tabular-mlp", "mnist-convnet")
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,9 @@ class RunConfig:
     """Everything that defines a run. `n` counts all workers, `f` the Byzantine ones; with
     attack "none" (the baselines) only the n - f honest workers run, without Byzantine rows.
     `rule` is a rule specification (rules.py: e.g. "krum", "centered_clipping:tau=10",
-    "nnm+krum"), kept in its canonical spelling."""
+    "nnm+krum"), `attack` an attack specification (attacks.py: e.g. "little",
+    "gaussian:variance=100"), both kept in their canonical spelling. With attack "honest"
+    all n workers are correct and the rule still assumes f."""
 
     dataset: str = "mnist-embedded"
     model: str = "mnist-mlp"
@@ -62,16 +67,24 @@ class RunConfig:
     seed: int = 1
 
     @property
+    def attack_name(self) -> str:
+        return self.attack.partition(":")[0].strip()
+
+    @property
     def honest(self) -> int:
-        return self.n - self.f
+        return self.n if self.attack_name == "honest" else self.n - self.f
 
     @property
     def byzantine(self) -> int:
-        return 0 if self.attack == "none" else self.f
+        return 0 if self.attack_name in ("none", "honest") else self.f
 
     def __post_init__(self):
         try:  # one spelling per rule specification; an invalid one is reported by check()
             object.__setattr__(self, "rule", rules.canonical(self.rule))
+        except ValueError:
+            pass
+        try:
+            object.__setattr__(self, "attack", attacks.canonical(self.attack))
         except ValueError:
             pass
 
@@ -83,9 +96,11 @@ class RunConfig:
         its parameters and the number of steps included (the other fields are checked against
         the config stored in the file: see `find_result`)."""
         rule = self.rule.replace(":", "@")
+        attack = self.attack.replace(":", "@")
+        batch = f"-b{self.batch_size}" if self.model in KRUM_PAPER_MODELS else ""
         return (
-            f"{self.dataset}-{self.preset}-n{self.n}-f{self.f}-{rule}-{self.attack}-{self.momentum}-{self._lr_tag()}"
-            f"-t{self.steps}-s{self.seed}"
+            f"{self.dataset}-{self.preset}-n{self.n}-f{self.f}-{rule}-{attack}-{self.momentum}-{self._lr_tag()}"
+            f"{batch}-t{self.steps}-s{self.seed}"
         )
 
     def legacy_run_id(self) -> str:
@@ -125,14 +140,18 @@ class RunConfig:
     def check(self) -> None:
         presets.get_preset(self.preset)
         rules.parse(self.rule)
-        if self.attack not in ("none", *attacks.ATTACKS):
-            raise ValueError(f"unknown attack {self.attack!r}")
+        attacks.parse(self.attack)
         if self.momentum not in ("server", "worker"):
             raise ValueError(f"momentum must be server or worker, got {self.momentum!r}")
         if not 0 <= self.f < self.n:
             raise ValueError(f"need 0 <= f < n, got n={self.n}, f={self.f}")
         if self.model not in models.MODELS:
             raise ValueError(f"unknown model {self.model!r}")
+        if (self.model in models.TABULAR_MODELS) != (self.dataset in data.TABULAR):
+            raise ValueError(
+                f"model {self.model} does not fit data set {self.dataset}: the tabular sets "
+                f"({', '.join(data.TABULAR)}) take {', '.join(models.TABULAR_MODELS)}, the image sets the others"
+            )
         if self.steps < 1 or self.eval_every < 1:
             raise ValueError(f"need steps >= 1 and eval_every >= 1, got {self.steps}, {self.eval_every}")
         # the rule on as many rows as the run sends it, with this f: its own error, now
@@ -171,9 +190,13 @@ def environment(device: torch.device) -> dict:
     }
 
 
-def build_model(config: RunConfig, preset: presets.Preset) -> torch.nn.Module:
+def build_model(config: RunConfig, preset: presets.Preset, dataset: data.Dataset | None = None) -> torch.nn.Module:
     if config.model == "mnist-mlp":
         return models.mnist_mlp(relu_last=preset.relu_last)
+    if config.model == "tabular-mlp":
+        if dataset is None:
+            raise ValueError("tabular-mlp: the data set is needed for the number of features")
+        return models.tabular_mlp(int(dataset.train_images.shape[1]), dataset.num_classes)
     return models.build_model(config.model)
 
 
@@ -195,8 +218,10 @@ def run(
     if dataset is None:
         dataset = data.load_dataset(config.dataset, data_dir)
     torch.manual_seed(config.seed)
-    model = build_model(config, preset)
+    model = build_model(config, preset, dataset)
     flat = workers.FlatModel(model, device, train_mode=preset.train_mode)
+    attack, attack_params = attacks.name_of(config.attack), attacks.params(config.attack)
+    attack_generator = torch.Generator().manual_seed(20_000 + config.seed)
     pipeline = data.Pipeline(dataset, device, flatten=False, flip_test=preset.flip_test, seed=config.seed)
     eval_generator = torch.Generator().manual_seed(10_000 + config.seed)
     # worker momentum is kept in G's honest rows (below); Momentum handles the server side
@@ -259,8 +284,15 @@ def run(
             submitted_var, submitted_mean = metrics.column_moments(submitted)
         else:
             submitted_var, submitted_mean = sampled_var, sampled_mean
-        if byzantine:
-            G[honest:] = attacks.attack_vector(config.attack, submitted_mean, submitted_var)
+        if byzantine and attack == "gaussian":
+            G[honest:] = attacks.gaussian(byzantine, d, attack_generator, attack_params["variance"], device)
+        elif byzantine and attack == "omniscient":
+            estimate = attacks.true_gradient_estimate(flat, pipeline, attack_params["batch"], attack_generator)
+            if regulariser is not None:
+                estimate.add_(regulariser)
+            G[honest:] = attacks.omniscient(estimate, byzantine, attack_params["factor"])
+        elif byzantine:
+            G[honest:] = attacks.attack_vector(attack, submitted_mean, submitted_var)
         _sync(device)
         t3 = time.perf_counter()
         aggregate = rule(G, config.f)
@@ -304,6 +336,10 @@ def run(
         "rule_spec": rules.describe(config.rule),
         "data": {"source": dataset.source, "train": len(dataset.train_labels), "test": len(dataset.test_labels)},
         "dimension": flat.dim,
+        "parameters": models.parameter_count(model),
+        "model": {"name": config.model, "description": str(model)},
+        "attack_spec": {"name": attack, "params": attack_params},
+        **({"krum_1p_choices": rule.choices} if isinstance(rule, rules.OneMinusPKrum) else {}),
         "clip_mode": clip_mode,
         "eval": evaluation,
         "study": study,
@@ -350,11 +386,16 @@ def legacy_result_path(out_dir: Path, config: RunConfig) -> Path:
 
 
 def load_result(path: Path) -> dict | None:
-    """The result in `path` if it is a complete run file, else None."""
+    """The result in `path` if it is a complete run file (``.json``, or ``.json.gz`` as
+    `compress_runs` writes them), else None."""
     try:
-        with open(path) as stream:
-            result = json.load(stream)
-    except (OSError, ValueError):
+        if str(path).endswith(".gz"):
+            with gzip.open(path, "rt") as stream:
+                result = json.load(stream)
+        else:
+            with open(path) as stream:
+                result = json.load(stream)
+    except (OSError, ValueError, EOFError):
         return None
     if not isinstance(result, dict) or result.get("format") != FORMAT or not result.get("complete"):
         return None
@@ -373,11 +414,45 @@ def find_result(out_dir: Path, config: RunConfig) -> Path | None:
     """The complete run file of exactly this config in out_dir, or None. Looks at the run's
     file and at its legacy name (files written before the run id named the steps); a file
     counts only if the config it stores equals this one, field by field."""
-    for path in (result_path(out_dir, config), legacy_result_path(out_dir, config)):
-        result = load_result(path)
-        if result is not None and stored_config(result) == config:
-            return path
+    for plain in (result_path(out_dir, config), legacy_result_path(out_dir, config)):
+        for path in (plain, gz_path(plain)):
+            result = load_result(path)
+            if result is not None and stored_config(result) == config:
+                return path
     return None
+
+
+def gz_path(path: Path) -> Path:
+    """Where `compress_runs` puts the run file `path` (``<run id>.json.gz``)."""
+    return Path(str(path) + ".gz")
+
+
+def compress_runs(folder: str | Path) -> list[Path]:
+    """Replace every complete run file ``run-json/*.json`` under `folder` by its gzip copy
+    ``*.json.gz`` (written atomically, then the plain file removed): committed grids stay
+    small; every reader of run files (find_result, so grids resume and skip them; the
+    report) reads both. Returns the files written."""
+    written = []
+    for path in sorted(Path(folder).rglob("run-json/*.json")):
+        result = load_result(path)
+        if result is None:
+            continue
+        target = gz_path(path)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as stream:
+                stream.write(json.dumps(result, indent=1).encode())
+            os.replace(temporary, target)
+        except BaseException:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+            raise
+        check = load_result(target)
+        if check is None or check.get("run_id") != result.get("run_id") or check.get("config") != result.get("config"):
+            raise OSError(f"{target}: the compressed copy does not read back as {path}")
+        path.unlink()
+        written.append(target)
+    return written
 
 
 def is_done(out_dir: Path, config: RunConfig) -> bool:
@@ -392,6 +467,8 @@ def conflict(out_dir: Path, config: RunConfig) -> str | None:
     """Why writing this run's file would replace a different run (None if it would not):
     the file exists and holds another config, or is no complete run file."""
     path = result_path(out_dir, config)
+    if not path.exists() and gz_path(path).exists():
+        path = gz_path(path)
     if not path.exists():
         return None
     result = load_result(path)

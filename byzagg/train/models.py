@@ -5,6 +5,17 @@
   d = 79,510 parameters.
 - ``cifar_cnn``: (3, 32x32)-C(64)-R-B-C(64)-R-B-M-D-C(128)-R-B-C(128)-R-B-M-D-L(128)-R-D-L(10)-S,
   3x3 convolutions with padding 1, max-pool 2, dropout 0.25. d = 1,310,922.
+
+The Krum paper's two models (Blanchard et al. 2017, supplementary Section 5: "a classical
+multilayer perceptron with two hidden layers" and "a 4-layer convolutional network with a
+final fully connected layer"); the source gives no widths or kernels, these are ours:
+
+- ``tabular-mlp``: (features)-L(100)-R-L(100)-R-L(classes)-S. d = 16,102 on Spambase (57
+  features, 2 classes), 13,402 on breast-cancer (30 features).
+- ``mnist-convnet``: (1, 28x28)-C(8)-R-M-C(16)-R-M-C(32)-R-C(32)-R-M-L(10)-S: four 3x3
+  convolutions with padding 1, max-pool 2 after the first, second and fourth (28 -> 14 ->
+  7 -> 3), then one fully connected layer (288 -> 10). d = 18,026. Small on purpose: the
+  grids run on two CPU cores.
 """
 
 from __future__ import annotations
@@ -42,7 +53,39 @@ def cifar_cnn(num_classes: int = 10, dropout: float = 0.25) -> nn.Sequential:
     )
 
 
-MODELS = {"mnist-mlp": mnist_mlp, "cifar-cnn": cifar_cnn}
+def tabular_mlp(in_features: int = 57, num_classes: int = 2, hidden: tuple[int, int] = (100, 100)) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(in_features, hidden[0]),
+        nn.ReLU(),
+        nn.Linear(hidden[0], hidden[1]),
+        nn.ReLU(),
+        nn.Linear(hidden[1], num_classes),
+        nn.LogSoftmax(dim=-1),
+    )
+
+
+def mnist_convnet(num_classes: int = 10, channels: tuple[int, int, int, int] = (8, 16, 32, 32)) -> nn.Sequential:
+    c1, c2, c3, c4 = channels
+    return nn.Sequential(
+        nn.Conv2d(1, c1, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(c1, c2, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(c2, c3, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(c3, c4, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(c4 * 3 * 3, num_classes),
+        nn.LogSoftmax(dim=-1),
+    )
+
+
+MODELS = {"mnist-mlp": mnist_mlp, "cifar-cnn": cifar_cnn, "tabular-mlp": tabular_mlp, "mnist-convnet": mnist_convnet}
+TABULAR_MODELS = ("tabular-mlp",)
 
 
 def build_model(name: str, **kwargs) -> nn.Module:

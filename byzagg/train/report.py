@@ -1,4 +1,5 @@
-"""Figures and a markdown table from a folder of run files (``<dir>/**/run-json/*.json``).
+"""Figures and a markdown table from a folder of run files (``<dir>/**/run-json/*.json``,
+or ``*.json.gz`` as ``byzagg-repro compress`` leaves them).
 
 Figures (PNG):
 - ``accuracy-<dataset>-<preset>-f<f>-<attack>-<lr>.png``: top-1 accuracy against the step,
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import krum_report
 from .experiment import load_result, stored_config
 
 
@@ -38,7 +40,13 @@ def load_results(folders) -> list[dict]:
         if not Path(folder).is_dir():
             raise FileNotFoundError(f"{folder}: no such folder")
     results = []
-    for path in sorted(p for folder in folders for p in Path(folder).rglob("run-json/*.json")):
+    paths = sorted(
+        p for folder in folders for pattern in ("run-json/*.json", "run-json/*.json.gz") for p in Path(folder).rglob(pattern)
+    )
+    plain = set(paths)
+    for path in paths:
+        if path.name.endswith(".json.gz") and path.with_name(path.name[: -len(".gz")]) in plain:
+            continue  # the same run, uncompressed, is read instead
         result = load_result(path)
         if result is not None:
             results.append(result)
@@ -423,6 +431,9 @@ def make_report(results_dir, out_dir: str | Path | None = None, plots: bool = Tr
     first = results_dir if isinstance(results_dir, (str, Path)) else results_dir[0]
     out = Path(out_dir or Path(first) / "report")
     out.mkdir(parents=True, exist_ok=True)
+    krum_runs = [r for r in results if krum_report.is_krum_paper(r)]
+    if krum_runs:  # the Krum paper's grids: their own table and figures (krum_report.py)
+        return _krum_report(results, krum_runs, first, out, plots)
     rows = summarise(results)
     table = markdown_table(rows)
     compute = sum(r["timing"]["wall_s"] for r in results)
@@ -436,3 +447,18 @@ def make_report(results_dir, out_dir: str | Path | None = None, plots: bool = Tr
     (out / "report.md").write_text(header + table + "\n" + claims_markdown(rows) + (figures_md and "\n" + figures_md))
     (out / "summary.json").write_text(json.dumps(rows, indent=1))
     return {"runs": len(results), "setups": len(rows), "out": str(out), "figures": [str(p) for p in figures]}
+
+
+def _krum_report(results: list[dict], krum_runs: list[dict], first, out: Path, plots: bool) -> dict:
+    others = [r for r in results if not krum_report.is_krum_paper(r)]
+    compute = sum(r["timing"]["wall_s"] for r in krum_runs)
+    text, rows, figures = krum_report.krum_section(krum_runs, out, plots)
+    header = (
+        f"# Report of {first}\n\n{len(krum_runs)} complete runs of the Krum paper's grids, {len(rows)} setups; "
+        f"the runs' wall times add up to {compute / 3600:.2f} h ({compute / max(len(krum_runs), 1):.1f} s per run)."
+        + (f" {len(others)} other run files here are left out: report them from their own folder." if others else "")
+        + "\n\n"
+    )
+    (out / "report.md").write_text(header + text)
+    (out / "summary.json").write_text(json.dumps(rows, indent=1))
+    return {"runs": len(krum_runs), "setups": len(rows), "out": str(out), "figures": [str(p) for p in figures]}

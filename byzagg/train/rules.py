@@ -19,6 +19,14 @@ e.g. ``median``, ``krum:m=3``, ``centered_clipping:tau=10,iters=3``, ``nnm+krum`
   see paper_rules.py. Under ``--preset paper``, ``average``, ``krum``, ``median`` and
   ``bulyan`` *are* these variants (the grids' meaning); every other name is the library's.
 
+``krum_1p`` (spelled ``krum-1p`` too; parameters ``power``, default 0.5, and ``m``, default
+1) is the Krum paper's "1-p Krum" (Blanchard et al. 2017, supplementary material, Section
+4): at round t = 1, 2, ... the server takes the plain average of the n rows with probability
+p_t = t^(-power) (1 / sqrt(t) by default) and ``byzagg.krum(G, f, m)`` otherwise (the
+library's Krum under either preset), the draws coming from a generator seeded by the run's
+seed (a run is reproducible). Krum's requirement n >= 2f + 3 is checked at every round,
+also those that average.
+
 ``centered_clipping:center=previous`` starts each step's clipping from the previous step's
 output (Karimireddy et al. center it on the previous aggregate; the first step starts from
 zero); ``center=zero`` (default) starts from the zero vector, the library's default.
@@ -47,7 +55,9 @@ import byzagg
 LIBRARY_RULES = tuple(byzagg.RULES)
 PRE_AGGREGATIONS = ("nnm", "bucketing")
 PAPER_VARIANTS = ("paper_krum", "paper_median", "paper_bulyan")
-NAMES = LIBRARY_RULES + PAPER_VARIANTS
+HARNESS_RULES = ("krum_1p",)  # rules built here from library rules
+ALIASES = {"krum-1p": "krum_1p"}
+NAMES = LIBRARY_RULES + PAPER_VARIANTS + HARNESS_RULES
 
 # The parameters a specification may set, with their types, per name; REQUIRED must be set.
 # Parameters of the library functions that are not here are not command-line values
@@ -72,6 +82,7 @@ PARAMS: dict[str, dict[str, type | tuple[str, ...]]] = {
     "paper_krum": {"m": int},
     "paper_median": {},
     "paper_bulyan": {"m": int},
+    "krum_1p": {"m": int, "power": float},
 }
 REQUIRED = {"centered_clipping": ("tau",), "bucketing": ("s",)}
 NOT_FROM_SPEC = ("G", "f", "weights", "generator")
@@ -119,7 +130,8 @@ HELP = ""  # set below, once PARAMS is complete
 
 def _names_help() -> str:
     return (
-        f"library rules: {', '.join(LIBRARY_RULES)}; paper variants: {', '.join(PAPER_VARIANTS)} "
+        f"library rules: {', '.join(LIBRARY_RULES)}; paper variants: {', '.join(PAPER_VARIANTS)}; "
+        f"harness rules: {', '.join(HARNESS_RULES)} "
         f"(pre-aggregations {' and '.join(PRE_AGGREGATIONS)} go before another rule: e.g. nnm+krum)"
     )
 
@@ -154,6 +166,7 @@ def _value(name: str, key: str, text: str, kind) -> int | float | str:
 def _parse_step(text: str) -> Step:
     name, colon, rest = text.partition(":")
     name = name.strip()
+    name = ALIASES.get(name, name)
     if name not in PARAMS:
         raise ValueError(f"unknown rule {name!r}; {_names_help()}")
     allowed = PARAMS[name]
@@ -211,9 +224,44 @@ def describe(spec: str) -> dict:
     }
 
 
-def _final(step: Step, preset: str) -> Callable[[torch.Tensor, int], torch.Tensor]:
+def one_minus_p_probability(t: int, power: float = 0.5) -> float:
+    """p_t = t^(-power) for round t >= 1: the probability that 1-p Krum averages."""
+    if t < 1:
+        raise ValueError(f"rounds count from 1, got {t}")
+    return float(t) ** (-power)
+
+
+class OneMinusPKrum:
+    """1-p Krum (Blanchard et al. 2017, supplementary Section 4): at its t-th call (t = 1,
+    2, ...) the mean of G's rows with probability p_t = t^(-power), else byzagg.krum(G, f, m).
+    One uniform draw per call from `generator`; `choices` records the branch of every call
+    ("average" or "krum")."""
+
+    def __init__(self, generator: torch.Generator, power: float = 0.5, m: int = 1):
+        if power < 0:
+            raise ValueError(f"rule krum_1p: power must be >= 0, got {power}")
+        self.generator, self.power, self.m = generator, power, m
+        self.t = 0
+        self.choices: list[str] = []
+
+    def __call__(self, G: torch.Tensor, f: int) -> torch.Tensor:
+        n = G.shape[0]
+        if n < 2 * f + 3 or not 1 <= self.m <= n - f:
+            raise ValueError(f"krum_1p: Krum requires n >= 2f + 3 and 1 <= m <= n - f; got n={n}, f={f}, m={self.m}")
+        self.t += 1
+        draw = float(torch.rand((), generator=self.generator))
+        if draw < one_minus_p_probability(self.t, self.power):
+            self.choices.append("average")
+            return G.mean(dim=0)
+        self.choices.append("krum")
+        return byzagg.krum(G, f, m=self.m)
+
+
+def _final(step: Step, preset: str, seed: int = 0) -> Callable[[torch.Tensor, int], torch.Tensor]:
     name = PAPER_PRESET_NAMES.get(step.name, step.name) if preset == "paper" else step.name
     params = dict(step.params)
+    if name == "krum_1p":
+        return OneMinusPKrum(torch.Generator().manual_seed(40_000 + seed), **params)
     if name == "paper_krum":
         return lambda G, f: paper_rules.paper_krum(G, f, **params)
     if name == "paper_bulyan":
@@ -235,9 +283,9 @@ def _final(step: Step, preset: str) -> Callable[[torch.Tensor, int], torch.Tenso
 
 def build(spec: str, preset: str = "canonical", seed: int = 0) -> Callable[[torch.Tensor, int], torch.Tensor]:
     """rule(G, f) -> (d,) aggregate for this specification. `preset` gives the meaning of
-    average/krum/median/bulyan (see the module docstring); `seed` seeds bucketing."""
+    average/krum/median/bulyan (see the module docstring); `seed` seeds bucketing and krum_1p."""
     steps = parse(spec)
-    final = _final(steps[-1], preset)
+    final = _final(steps[-1], preset, seed)
     pre = []
     for step in steps[:-1]:
         params = dict(step.params)
@@ -246,6 +294,9 @@ def build(spec: str, preset: str = "canonical", seed: int = 0) -> Callable[[torc
             pre.append(lambda G, f, p=params, g=generator: byzagg.aggregate("bucketing", G, f=f, generator=g, **p))
         else:
             pre.append(lambda G, f, name=step.name, p=params: byzagg.aggregate(name, G, f=f, **p))
+
+    if not pre:
+        return final  # itself (krum_1p: its object, whose `choices` the run file keeps)
 
     def rule(G: torch.Tensor, f: int) -> torch.Tensor:
         for transform in pre:
