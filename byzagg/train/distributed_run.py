@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import fields
@@ -293,30 +292,9 @@ class _State:
 
 
 def _save_atomic(path: Path, payload: dict) -> None:
-    """torch.save to a temporary file beside `path`, fsync, then os.replace: `path` holds
-    either the previous checkpoint or this one, whole, whenever the process dies."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(payload, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # the rename itself durable
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-    except OSError:
-        pass
+    """torch.save so that `path` holds either the previous checkpoint or this one, whole,
+    whenever the process dies (experiment.write_atomic, the rename made durable)."""
+    experiment.write_atomic(path, lambda stream: torch.save(payload, stream), binary=True, sync_directory=True)
 
 
 def check_checkpoint(payload: dict, config: experiment.RunConfig, gradients: str, world: int, path="") -> None:

@@ -358,14 +358,16 @@ def run(
 # Files
 
 
-def write_json_atomic(path: Path, payload: dict) -> None:
-    """Write JSON so that `path` either does not exist or holds the whole document."""
+def write_atomic(path: Path, write, binary: bool = False, sync_directory: bool = False) -> None:
+    """Write through `write(stream)` so that `path` holds either what it held before or the
+    whole new content, whenever the process dies: a temporary file beside it, fsync, then
+    os.replace (and, with sync_directory, an fsync of the folder: the rename made durable)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(payload, stream, indent=1)
+        with os.fdopen(handle, "wb" if binary else "w") as stream:
+            write(stream)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
@@ -375,6 +377,20 @@ def write_json_atomic(path: Path, payload: dict) -> None:
         except FileNotFoundError:
             pass
         raise
+    if sync_directory:
+        try:
+            directory = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+        except OSError:
+            pass
+
+
+def write_json_atomic(path: Path, payload: dict) -> None:
+    """Write JSON so that `path` either does not exist or holds the whole document."""
+    write_atomic(path, lambda stream: json.dump(payload, stream, indent=1))
 
 
 def result_path(out_dir: Path, config: RunConfig) -> Path:
