@@ -166,12 +166,7 @@ def run_distributed(
     evaluation["step"].append(config.steps)
     evaluation["accuracy"].append(flat.accuracy(pipeline.test_batches(generator=eval_generator)))
     return {
-        "format": experiment.FORMAT,
-        "complete": True,
-        "run_id": config.run_id(),
-        "setup_id": config.setup_id(),
-        "key": config.key(),
-        "config": config.to_dict(),
+        **experiment.result_header(config),
         "data": {"source": dataset.source, "train": len(dataset.train_labels), "test": len(dataset.test_labels)},
         "dimension": d,
         "clip_mode": clip_mode,

@@ -327,12 +327,7 @@ def run(
     train_s = time.perf_counter() - train_start
     training_only = train_s - timer.totals.get("evaluation", 0.0)
     return {
-        "format": FORMAT,
-        "complete": True,
-        "run_id": config.run_id(),
-        "setup_id": config.setup_id(),
-        "key": config.key(),
-        "config": config.to_dict(),
+        **result_header(config),
         "rule_spec": rules.describe(config.rule),
         "data": {"source": dataset.source, "train": len(dataset.train_labels), "test": len(dataset.test_labels)},
         "dimension": flat.dim,
@@ -356,6 +351,19 @@ def run(
 
 # ----------------------------------------------------------------------------------------
 # Files
+
+
+def result_header(config: RunConfig) -> dict:
+    """The fields that open every run file (this process's runs and the torchrun path's):
+    what a reader needs to recognise the run and its configuration."""
+    return {
+        "format": FORMAT,
+        "complete": True,
+        "run_id": config.run_id(),
+        "setup_id": config.setup_id(),
+        "key": config.key(),
+        "config": config.to_dict(),
+    }
 
 
 def write_atomic(path: Path, write, binary: bool = False, sync_directory: bool = False) -> None:
