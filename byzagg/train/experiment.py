@@ -171,15 +171,34 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def cpu_model() -> str:
+    """The CPU's model name as the kernel reports it (bits of a run depend on the SIMD path,
+    so a run file says which CPU made it)."""
+    try:
+        with open("/proc/cpuinfo") as stream:
+            for line in stream:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment(device: torch.device) -> dict:
     try:
         import byzagg
 
         backend = str(byzagg.backend())
+        cpu_isa = byzagg._ops.cpu_isa()
     except Exception as error:  # noqa: BLE001 - a broken byzagg install must not stop a run
         backend = f"unavailable ({error})"
+        cpu_isa = "unavailable"
     return {
         "torch": torch.__version__,
+        "torch_git": getattr(torch.version, "git_version", None),
+        "torch_cuda": torch.version.cuda,
+        "cpu_model": cpu_model(),
+        "cpu_isa": cpu_isa,
         "python": platform.python_version(),
         "machine": platform.machine(),
         "processor": platform.processor() or platform.machine(),
