@@ -26,6 +26,7 @@ torch.set_num_threads(THREADS)
 
 import byzagg  # noqa: E402
 from byzagg import _ops  # noqa: E402
+from byzagg import _rules as _rules_table  # noqa: E402
 
 try:  # sibling module; benchmarks/ is on sys.path through rootdir-relative conftest import
     import peers  # noqa: E402
@@ -88,31 +89,29 @@ class Rule:
     native: str | None = None  # op that must be native for the reference to be a distinct implementation
 
 
+# Plot family of each family of the rule table.
+FAMILY_LABELS = {"averaging": "averaging", "coordinate": "coordinate-wise", "distance": "distance-based",
+                 "iterative": "iterative"}
+# Parameters of the benchmarked calls, beside the table's samples ("f" and "tau" are
+# placeholders filled per point); centered clipping is measured at 1 and 3 iterations.
+BENCH_PARAMS = {
+    "geometric_median": [("geometric_median", {"max_iter": GM_ITERS, "tol": 0.0}, GM_ITERS)],
+    "centered_clipping": [
+        ("centered_clipping_1", {"tau": "tau", "iters": 1}, 1),
+        ("centered_clipping_3", {"tau": "tau", "iters": 3}, 3),
+    ],
+    "krum": [("krum", {}, 1)],
+}
+
+
 def _rules():
-    cw, dist, it = "coordinate-wise", "distance-based", "iterative"
-    return [
-        Rule("average", "average", "averaging", native="average"),
-        Rule("bucketing", "bucketing", "averaging", {"s": 2}, native="bucketing"),
-        Rule("median", "median", cw, native="median"),
-        Rule("trimmed_mean", "trimmed_mean", cw, {"f": "f"}, native="trimmed_mean"),
-        Rule("meamed", "meamed", cw, {"f": "f"}, native="meamed"),
-        Rule("phocas", "phocas", cw, {"f": "f"}, native="phocas"),
-        Rule("brsgd", "brsgd", cw, native="brsgd"),
-        Rule("pairwise_distances", "pairwise_distances", dist, native="pairwise_distances"),
-        Rule("krum_scores", "krum_scores", dist, {"f": "f"}, native="krum_scores"),
-        Rule("krum", "krum", dist, {"f": "f"}, native="krum"),
-        Rule("multi_krum", "multi_krum", dist, {"f": "f"}, native="krum"),
-        Rule("bulyan", "bulyan", dist, {"f": "f"}, native="bulyan"),
-        Rule("medoid", "medoid", dist, native="medoid"),
-        Rule("nnm", "nnm", dist, {"f": "f"}, native="nnm"),
-        Rule("mda", "mda", dist, {"f": "f"}, native="mda"),
-        Rule("geometric_median", "geometric_median", it, {"max_iter": GM_ITERS, "tol": 0.0}, GM_ITERS,
-             native="geometric_median"),
-        Rule("centered_clipping_1", "centered_clipping", it, {"tau": "tau", "iters": 1}, 1,
-             native="centered_clipping"),
-        Rule("centered_clipping_3", "centered_clipping", it, {"tau": "tau", "iters": 3}, 3,
-             native="centered_clipping"),
-    ]
+    rules = []
+    for entry in _rules_table.TABLE:
+        f = {"f": "f"} if entry.requirement is not None else {}
+        sample = {**entry.sample, **f}
+        for key, params, iters in BENCH_PARAMS.get(entry.name, [(entry.name, sample, 1)]):
+            rules.append(Rule(key, entry.name, FAMILY_LABELS[entry.family], {**f, **params}, iters, native=entry.op))
+    return rules
 
 
 RULES = _rules()

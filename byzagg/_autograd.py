@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from . import reference
+from ._reference_impl import IMPLEMENTATIONS
 
 # Positions of the tensor arguments of each op (G is always first); the others are
 # plain numbers and get no gradient.
@@ -31,7 +31,7 @@ _TENSOR_ARGUMENTS = {"geometric_median": (0, 1), "centered_clipping": (0, 3)}
 
 
 def _make(name: str):
-    impl = reference._IMPLEMENTATIONS[name]
+    impl = IMPLEMENTATIONS[name]
     positions = _TENSOR_ARGUMENTS.get(name, (0,))
 
     def setup_context(ctx, inputs, output):

@@ -14,7 +14,10 @@ from pathlib import Path
 
 import torch
 
-from . import reference
+import contextlib
+import threading
+
+from ._reference_impl import IMPLEMENTATIONS
 
 _BUILD_INFO_PATH = Path(__file__).with_name("_build_info.json")
 
@@ -48,7 +51,7 @@ def _load_extension() -> tuple[bool, str]:
 def _op_names() -> list[str]:
     """The rules that have an op schema in the extension (csrc/ops.cpp)."""
     names = []
-    for name in sorted(reference._IMPLEMENTATIONS):
+    for name in sorted(IMPLEMENTATIONS):
         try:
             torch._C._dispatch_has_kernel_for_dispatch_key(f"byzagg::{name}", "CPU")
         except RuntimeError:  # no schema
@@ -61,7 +64,7 @@ NATIVE_LOADED, LOAD_STATUS = _load_extension()
 if NATIVE_LOADED:
     from . import _autograd, _fake
 
-    _fake.register()
+    _fake.register(_op_names())
     _autograd.register(_op_names())
 BUILD_INFO = _read_build_info()
 
@@ -74,7 +77,7 @@ def native_ops(device_type: str) -> list[str]:
         return []
     key = _DISPATCH_KEYS[device_type]
     names = []
-    for name in sorted(reference._IMPLEMENTATIONS):
+    for name in sorted(IMPLEMENTATIONS):
         try:
             if torch._C._dispatch_has_kernel_for_dispatch_key(f"byzagg::{name}", key):
                 names.append(name)
@@ -95,9 +98,41 @@ def _has_native(name: str, device_type: str) -> bool:
 def resolve(name: str, G: torch.Tensor):
     """The implementation of op `name` for the matrix G: native when it exists for G's
     device, else the reference."""
+    if _reference_calls and getattr(_THREAD, "reference_only", False):
+        return IMPLEMENTATIONS[name]
     if _has_native(name, G.device.type):
         return getattr(torch.ops.byzagg, name)
-    return reference.implementation(name, G)
+    return IMPLEMENTATIONS[name]
+
+
+def dispatch(name: str, G: torch.Tensor, *args):
+    """Run op `name` on the validated (n, d) matrix G: every public function ends here."""
+    return resolve(name, G)(G, *args)
+
+
+# byzagg.reference runs byzagg's functions inside reference_only(). The flag is per thread;
+# the count of reference calls in flight in any thread lets resolve() skip the thread-local
+# lookup when there are none (a plain global read, which torch.compile traces without a
+# graph break).
+_THREAD = threading.local()
+_reference_calls = 0
+_reference_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def reference_only():
+    """Within the block, this thread's calls run the reference implementations."""
+    global _reference_calls
+    previous = getattr(_THREAD, "reference_only", False)
+    with _reference_lock:
+        _reference_calls += 1
+    _THREAD.reference_only = True
+    try:
+        yield
+    finally:
+        _THREAD.reference_only = previous
+        with _reference_lock:
+            _reference_calls -= 1
 
 
 def cpu_isa() -> str | None:
@@ -119,7 +154,7 @@ def backend(device: str | torch.device = "cpu") -> str:
             f"reference fallback on {device_type}: the extension has no {device_type.upper()} kernels "
             f"(built with CUDA: {bool(BUILD_INFO and BUILD_INFO.get('cuda'))})"
         )
-    rest = sorted(set(reference._IMPLEMENTATIONS) - set(native))
+    rest = sorted(set(IMPLEMENTATIONS) - set(native))
     isa = f", vector ISA {cpu_isa()}" if device_type == "cpu" else ""
     text = f"native {device_type.upper()} (byzagg._C, torch {torch.__version__}{isa}): {', '.join(native)}"
     if rest:

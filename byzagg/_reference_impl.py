@@ -21,6 +21,8 @@ import os
 
 import torch
 
+from . import _rules
+
 # MDA enumerates subsets: it raises beyond this many (documented in docs/api.md and the README).
 MDA_MAX_SUBSETS = 1_000_000
 
@@ -402,3 +404,7 @@ def brsgd(X, beta, threshold):
     if not bool(chosen.any()):
         return med.to(X.dtype)
     return P[chosen].mean(dim=0).to(X.dtype)
+
+
+# The reference implementation of every op of the rule table, by op name.
+IMPLEMENTATIONS = {op: globals()[op] for op in _rules.OPS}

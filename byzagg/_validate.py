@@ -8,6 +8,8 @@ from collections.abc import Sequence
 
 import torch
 
+from ._rules import REQUIREMENTS
+
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
@@ -88,20 +90,6 @@ def check_real(rule: str, name: str, value, *, positive=False, nonnegative=False
     if nonnegative and not value >= 0:
         raise ValueError(f"{rule}: {name} must be >= 0, got {name}={value}")
     return value
-
-
-# Requirement on (n, f) per rule: (text shown to the user, predicate).
-REQUIREMENTS = {
-    "trimmed_mean": ("n > 2f", lambda n, f: n > 2 * f),
-    "meamed": ("n > 2f", lambda n, f: n > 2 * f),
-    "phocas": ("n > 2f", lambda n, f: n > 2 * f),
-    "krum_scores": ("n >= 2f + 3", lambda n, f: n >= 2 * f + 3),
-    "krum": ("n >= 2f + 3", lambda n, f: n >= 2 * f + 3),
-    "multi_krum": ("n >= 2f + 3", lambda n, f: n >= 2 * f + 3),
-    "bulyan": ("n >= 4f + 3", lambda n, f: n >= 4 * f + 3),
-    "mda": ("n > 2f", lambda n, f: n > 2 * f),
-    "nnm": ("n > 2f", lambda n, f: n > 2 * f),
-}
 
 
 def check_f(rule: str, n: int, f) -> int:

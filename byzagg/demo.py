@@ -12,12 +12,14 @@ to the honest mean, relative to the honest mean's norm, the cosine with it, and 
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import time
 
 import torch
 
 import byzagg
+from byzagg import _rules
 
 
 def honest_gradients(n_honest: int, d: int, noise: float, generator: torch.Generator) -> torch.Tensor:
@@ -39,26 +41,22 @@ def attack(honest: torch.Tensor, f: int, name: str) -> torch.Tensor:
 
 
 def rule_calls(n: int, f: int) -> dict:
-    calls = {
-        "average": lambda G: byzagg.average(G),
-        "median": lambda G: byzagg.median(G),
-        "trimmed_mean": lambda G: byzagg.trimmed_mean(G, f),
-        "meamed": lambda G: byzagg.meamed(G, f),
-        "phocas": lambda G: byzagg.phocas(G, f),
-        "krum": lambda G: byzagg.krum(G, f),
-        "multi_krum": lambda G: byzagg.multi_krum(G, f),
-        "bulyan": lambda G: byzagg.bulyan(G, f),
-        "medoid": lambda G: byzagg.medoid(G),
-        "geometric_median": lambda G: byzagg.geometric_median(G),
-        "centered_clipping": lambda G: byzagg.centered_clipping(G, tau=10.0, iters=3, center=byzagg.median(G)),
-        "nnm + trimmed_mean": lambda G: byzagg.trimmed_mean(byzagg.nnm(G, f), f),
-        "bucketing + median": lambda G: byzagg.median(byzagg.bucketing(G, 2, torch.Generator().manual_seed(0))),
-        "brsgd": lambda G: byzagg.brsgd(G),
-    }
-    if n < 4 * f + 3:
-        calls.pop("bulyan")
-    if math.comb(n, f) <= 50_000:  # MDA searches subsets exactly: only where it is quick
-        calls["mda"] = lambda G: byzagg.mda(G, f)
+    """Every rule of the table that returns one vector and accepts (n, f), called with its
+    sample parameters; the pre-aggregations (nnm, bucketing) composed with a rule."""
+    calls = {}
+    for rule in _rules.TABLE:
+        if not rule.aggregation or rule.result != "vector":
+            continue
+        if rule.name in _rules.REQUIREMENTS and not _rules.REQUIREMENTS[rule.name][1](n, f):
+            continue
+        if rule.name == "mda" and math.comb(n, f) > 50_000:  # exact subset search: only where quick
+            continue
+        calls[rule.name] = functools.partial(byzagg.aggregate, rule.name, f=f, **rule.sample)
+    # centered clipping from the median, as it would start from the previous aggregate
+    calls["centered_clipping"] = lambda G: byzagg.centered_clipping(G, tau=10.0, iters=3, center=byzagg.median(G))
+    if n > 2 * f:
+        calls["nnm + trimmed_mean"] = lambda G: byzagg.trimmed_mean(byzagg.nnm(G, f), f)
+    calls["bucketing + median"] = lambda G: byzagg.median(byzagg.bucketing(G, 2, torch.Generator().manual_seed(0)))
     return calls
 
 

@@ -1,38 +1,45 @@
-"""Every rule of byzagg in plain PyTorch: the fallback, and the oracle of the native tests.
+"""Every public function of byzagg run on its plain-PyTorch implementation: the fallback,
+and the oracle of the native tests.
 
-Same functions, arguments, checks and results as `byzagg.<rule>` (see docs/api.md); runs on any
-device and dtype. Implementations live in `byzagg._reference_impl`.
+Same arguments, checks, documentation and results as `byzagg.<rule>` (docs/api.md); runs on
+any device and dtype. The implementations live in `byzagg._reference_impl`; these functions
+are byzagg's own, called with the native kernels set aside.
 """
 
-from . import _reference_impl as _impl
-from ._api import RULES, make_rules
+import functools
 
-_IMPLEMENTATIONS = {
-    "average": _impl.average,
-    "median": _impl.median,
-    "trimmed_mean": _impl.trimmed_mean,
-    "meamed": _impl.meamed,
-    "phocas": _impl.phocas,
-    "pairwise_distances": _impl.pairwise_distances,
-    "krum_scores": _impl.krum_scores,
-    "krum": _impl.krum,
-    "bulyan": _impl.bulyan,
-    "medoid": _impl.medoid,
-    "geometric_median": _impl.geometric_median,
-    "mda": _impl.mda,
-    "centered_clipping": _impl.centered_clipping,
-    "nnm": _impl.nnm,
-    "bucketing": _impl.bucketing,
-    "brsgd": _impl.brsgd,
-}
+from . import _api
+from ._ops import reference_only
+from ._rules import RULES
 
 
-def implementation(name, G):
-    """The reference implementation of op `name` (used by the dispatcher as fallback)."""
-    return _IMPLEMENTATIONS[name]
+def _on_reference(function):
+    @functools.wraps(function)
+    def call(*args, **kwargs):
+        with reference_only():
+            return function(*args, **kwargs)
+
+    call.__module__ = __name__
+    return call
 
 
-_PUBLIC = make_rules(implementation, __name__)
-globals().update(_PUBLIC)
+average = _on_reference(_api.average)
+median = _on_reference(_api.median)
+trimmed_mean = _on_reference(_api.trimmed_mean)
+meamed = _on_reference(_api.meamed)
+phocas = _on_reference(_api.phocas)
+pairwise_distances = _on_reference(_api.pairwise_distances)
+krum_scores = _on_reference(_api.krum_scores)
+krum = _on_reference(_api.krum)
+multi_krum = _on_reference(_api.multi_krum)
+bulyan = _on_reference(_api.bulyan)
+medoid = _on_reference(_api.medoid)
+geometric_median = _on_reference(_api.geometric_median)
+mda = _on_reference(_api.mda)
+centered_clipping = _on_reference(_api.centered_clipping)
+nnm = _on_reference(_api.nnm)
+bucketing = _on_reference(_api.bucketing)
+brsgd = _on_reference(_api.brsgd)
+aggregate = _on_reference(_api.aggregate)
 
-__all__ = ["RULES", *sorted(_PUBLIC)]
+__all__ = ["RULES", "aggregate", "krum_scores", "pairwise_distances", *RULES]

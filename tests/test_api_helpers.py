@@ -3,6 +3,8 @@ flatten / unflatten for per-parameter tensors (one list or dict per worker)."""
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 
@@ -54,7 +56,25 @@ def test_errors_name_the_public_function():
         byzagg.aggregate("krumm", G)
     for name in byzagg.RULES + ("aggregate", "pairwise_distances", "krum_scores"):
         fn = getattr(byzagg, name)
-        assert fn.__qualname__ == name and fn.__module__ == "byzagg", name
+        assert fn.__qualname__ == name and fn.__module__ == "byzagg._api", name
+        # a plain function: its source is the function itself, with its signature
+        assert inspect.getsource(fn).startswith(f"def {name}("), name
+        assert fn.__doc__ and "Returns" in fn.__doc__ and "Raises" in fn.__doc__, name
+        wrapped = getattr(reference, name)
+        assert wrapped.__module__ == "byzagg.reference" and wrapped.__wrapped__ is fn, name
+
+
+def test_reference_functions_run_the_reference_only(monkeypatch):
+    calls = []
+    real = byzagg._ops.IMPLEMENTATIONS["median"]
+    monkeypatch.setitem(byzagg._ops.IMPLEMENTATIONS, "median", lambda X: calls.append(1) or real(X))
+    G = torch.randn(5, 4)
+    assert torch.equal(reference.median(G), real(G))
+    assert calls == [1]
+    assert byzagg._ops._reference_calls == 0  # the flag is cleared after the call
+    byzagg.median(G)
+    native = "median" in byzagg._ops.native_ops("cpu")
+    assert calls == ([1] if native else [1, 1])
 
 
 def test_flatten_round_trip_across_dtypes_and_shapes():

@@ -31,34 +31,31 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 import byzagg
-from byzagg import _ops, reference
+from byzagg import _ops, _rules, reference
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 TOL = {torch.float64: 1e-9, torch.float32: 2e-5, torch.float16: 4e-3, torch.bfloat16: 3e-2}
 SPECIAL = [math.nan, math.inf, -math.inf, 1e38, -1e38, 1e-40, -1e-310, -0.0, 5e-324, 65504.0]
-SELECTION = {"krum", "bulyan", "nnm", "medoid", "mda", "krum_scores"}
+# The ops that take f, from the rule table.
+TAKES_F = {rule.op for rule in _rules.TABLE if rule.requirement is not None}
 
 
 def requirement(op, n, f):
-    """Whether (n, f) is valid for op (API.md)."""
-    if op in ("trimmed_mean", "meamed", "phocas", "nnm", "mda"):
-        return 0 <= f and n > 2 * f
-    if op in ("krum", "krum_scores"):
-        return 0 <= f and n >= 2 * f + 3
-    if op == "bulyan":
-        return 0 <= f and n >= 4 * f + 3
-    return True
+    """Whether (n, f) is valid for op (the rule table's requirement)."""
+    if op not in _rules.REQUIREMENTS:
+        return True
+    return 0 <= f and _rules.REQUIREMENTS[op][1](n, f)
 
 
 def valid_f(op, n):
-    if op in ("trimmed_mean", "meamed", "phocas", "nnm", "mda"):
-        return (n - 1) // 2
-    if op in ("krum", "krum_scores"):
-        return (n - 3) // 2
-    if op == "bulyan":
-        return (n - 3) // 4
-    return 0
+    """The largest f that op accepts with n rows (0 for the ops without f)."""
+    if op not in TAKES_F:
+        return 0
+    f = 0
+    while requirement(op, n, f + 1):
+        f += 1
+    return f
 
 
 @st.composite
@@ -114,7 +111,7 @@ def arguments(draw, op, n, d, dtype):
         f = draw(st.sampled_from([INT64_MIN, -(2**62), 2**62, 2**62 + 1, 2**61 + 1, INT64_MAX]))
     if op in ("median", "medoid"):
         return ()
-    if op in ("trimmed_mean", "meamed", "phocas", "krum_scores", "bulyan", "nnm", "mda"):
+    if op in TAKES_F - {"krum"}:
         return (f,)
     if op == "krum":
         m = draw(st.one_of(st.integers(1, max(1, n - max(f, 0))), st.integers(-2, n + 2), st.sampled_from([INT64_MAX, INT64_MIN])))
@@ -137,7 +134,7 @@ def arguments(draw, op, n, d, dtype):
 
 
 def valid(op, n, args):
-    if op in ("trimmed_mean", "meamed", "phocas", "krum_scores", "bulyan", "nnm", "mda", "krum"):
+    if op in TAKES_F:
         f = args[0]
         if not requirement(op, n, f):
             return False
