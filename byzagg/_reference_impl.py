@@ -282,7 +282,7 @@ def mda(X, f):
 # rows themselves (never from the pairwise squared distances by an expansion, which cancels
 # catastrophically when rows differ hugely in scale), from the coordinate-wise median, with
 # a line search along each step and a final data-point check. The steps mirror the native
-# kernel (csrc/cpu/iterative_kernels.cpp, csrc/core/geometric_median.h): a list of passes
+# kernel (csrc/cpu/iterative.cpp, csrc/core/geometric_median.h): a list of passes
 # over the rows and small O(n) steps between them.
 
 GM_LINE_STEPS = [2.0 ** (k / 4) for k in range(41)]  # 1 to 1024: the line search's grid

@@ -3,6 +3,8 @@
 // TORCH_CHECK). The arithmetic that cannot overflow is in csrc/core/requirements.h.
 #pragma once
 
+#include <ATen/core/Tensor.h>
+#include <c10/core/DeviceType.h>
 #include <c10/util/Exception.h>
 
 #include <cstdint>
@@ -10,6 +12,15 @@
 #include "core/requirements.h"
 
 namespace byzagg {
+
+// G is 2-D, floating, non-empty and on the kernel's device type (messages name the rule).
+inline void check_matrix(const at::Tensor& G, const char* rule, c10::DeviceType device) {
+  TORCH_CHECK(G.dim() == 2, rule, ": G must be 2-D (n, d), got ", G.dim(), " dimensions");
+  TORCH_CHECK(G.is_floating_point(), rule, ": G must have a floating dtype, got ", G.scalar_type());
+  TORCH_CHECK(G.size(0) > 0 && G.size(1) > 0, rule, ": empty input, got n=", G.size(0), ", d=", G.size(1));
+  TORCH_CHECK(G.device().type() == device, rule, ": expected a ", c10::DeviceTypeName(device), " tensor, got ",
+              G.device());
+}
 
 inline void check_f_nonnegative(const char* rule, int64_t n, int64_t f) {
   TORCH_CHECK(f >= 0, rule, " requires f >= 0, got n=", n, ", f=", f);

@@ -9,6 +9,8 @@
 namespace {
 // The vector ISA the CPU kernels use now (BYZAGG_CPU_ISA applied), for byzagg.backend().
 std::string cpu_isa_name() { return byzagg::cpu::isa_name(byzagg::cpu::cpu_isa()); }
+// The vector path each CPU kernel family took since the last call (and clears the record).
+std::string isa_trace() { return byzagg::cpu::take_isa_trace(); }
 }  // namespace
 
 TORCH_LIBRARY(byzagg, m) {
@@ -27,4 +29,5 @@ TORCH_LIBRARY(byzagg, m) {
   m.def("brsgd(Tensor G, float beta, float threshold) -> Tensor");
   m.def("mda(Tensor G, int f) -> Tensor");
   m.def("cpu_isa() -> str", &cpu_isa_name);
+  m.def("isa_trace() -> str", &isa_trace);
 }

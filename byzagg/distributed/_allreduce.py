@@ -218,7 +218,7 @@ def _mean_of_rows(S: torch.Tensor, rows: torch.Tensor, op: str) -> torch.Tensor:
     """The mean of the rows `rows` of S (in that order) as byzagg's implementation of `op`
     on S's device forms it, so that the shard's columns get the whole matrix's bits: the
     native kernels add the rows one by one in the accumulation type and divide by the
-    count (csrc/cpu/selection_kernels.cpp, row_set_means); the reference takes torch's
+    count (csrc/cpu/selection.cpp, row_set_means); the reference takes torch's
     mean over the rows. Both are column by column."""
     acc = acc_dtype(S.dtype)
     if not byzagg._ops._has_native(op, S.device.type):

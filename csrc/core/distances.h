@@ -56,13 +56,13 @@ BYZAGG_HD bool float_partial_trusted(double s) {
 // Depends on n, d and the element size only, never on the number of threads.
 struct DistancePlan {
   int64_t n = 0, d = 0;
-  int64_t chunk = 0;            // coordinates per chunk
-  int64_t chunks = 0;           // ceil(d / chunk)
-  int64_t superblocks = 0;      // groups of consecutive chunks, summed separately
+  int64_t chunk = 0;        // coordinates per chunk
+  int64_t chunks = 0;       // ceil(d / chunk)
+  int64_t superblocks = 0;  // groups of consecutive chunks, summed separately
   int64_t chunks_per_superblock = 0;
-  int64_t block_rows = 0;       // rows per cache block
-  int64_t blocks = 0;           // ceil(n / block_rows)
-  int64_t block_pairs = 0;      // blocks * (blocks + 1) / 2 (upper triangle)
+  int64_t block_rows = 0;   // rows per cache block
+  int64_t blocks = 0;       // ceil(n / block_rows)
+  int64_t block_pairs = 0;  // blocks * (blocks + 1) / 2 (upper triangle)
 
   BYZAGG_HD int64_t items() const { return superblocks * block_pairs; }
   // The coordinates [begin, end) of superblock s.

@@ -1,5 +1,5 @@
 // The geometric median's scalar steps between the passes over G, torch-free, host and
-// device (BYZAGG_HD): the CPU kernel (csrc/cpu/iterative_kernels.cpp) runs them on the host;
+// device (BYZAGG_HD): the CPU kernel (csrc/cpu/iterative.cpp) runs them on the host;
 // the reference (byzagg/_reference_impl.py, geometric_median) has the same steps in PyTorch.
 //
 // Algorithm (smoothed Weiszfeld with exact distances; w_i > 0 on the m active rows: finite,
@@ -28,7 +28,7 @@
 // catastrophically with a row at 1e38). The quadratic q0 + 2 lam b + lam^2 e only serves
 // the line search and the next weights, and is exact at lam = 0; the next pass recomputes
 // q0 from the rows.
-// The CUDA kernel (csrc/cuda/iterative_kernels.cu) runs the same steps, the scalar ones in
+// The CUDA kernel (csrc/cuda/iterative.cu) runs the same steps, the scalar ones in
 // one device thread.
 #pragma once
 
@@ -37,6 +37,7 @@
 
 #include "macros.h"
 #include "passes.h"
+#include "selection.h"
 
 namespace byzagg {
 namespace core {
@@ -45,14 +46,17 @@ namespace core {
 // constants on every backend.
 constexpr int kGeometricMedianSteps = 41;
 BYZAGG_HD double geometric_median_step(int k) {
-  constexpr double steps[kGeometricMedianSteps] = {
-      1.0, 1.189207115002721, 1.4142135623730951, 1.681792830507429, 2.0, 2.378414230005442,
-      2.8284271247461903, 3.363585661014858, 4.0, 4.756828460010884, 5.656854249492381, 6.727171322029716,
-      8.0, 9.513656920021768, 11.313708498984761, 13.454342644059432, 16.0, 19.027313840043536,
-      22.627416997969522, 26.908685288118864, 32.0, 38.05462768008707, 45.254833995939045, 53.81737057623773,
-      64.0, 76.10925536017415, 90.50966799187809, 107.63474115247546, 128.0, 152.2185107203483,
-      181.01933598375618, 215.2694823049509, 256.0, 304.4370214406966, 362.03867196751236, 430.5389646099018,
-      512.0, 608.8740428813932, 724.0773439350247, 861.0779292198037, 1024.0};
+  constexpr double steps[kGeometricMedianSteps] = {1.0,   1.189207115002721,  1.4142135623730951, 1.681792830507429,
+                                                   2.0,   2.378414230005442,  2.8284271247461903, 3.363585661014858,
+                                                   4.0,   4.756828460010884,  5.656854249492381,  6.727171322029716,
+                                                   8.0,   9.513656920021768,  11.313708498984761, 13.454342644059432,
+                                                   16.0,  19.027313840043536, 22.627416997969522, 26.908685288118864,
+                                                   32.0,  38.05462768008707,  45.254833995939045, 53.81737057623773,
+                                                   64.0,  76.10925536017415,  90.50966799187809,  107.63474115247546,
+                                                   128.0, 152.2185107203483,  181.01933598375618, 215.2694823049509,
+                                                   256.0, 304.4370214406966,  362.03867196751236, 430.5389646099018,
+                                                   512.0, 608.8740428813932,  724.0773439350247,  861.0779292198037,
+                                                   1024.0};
   return steps[k];
 }
 
@@ -83,8 +87,8 @@ BYZAGG_HD double geometric_median_weights(const double* w, const double* dist, i
 // e = ||s||^2. Returns lam (1 when e is 0) and writes dist_i = ||z + lam s - x_i|| for the
 // active rows from the quadratic.
 template <typename Flag>
-BYZAGG_HD double geometric_median_line_search(const double* q0, const double* b, double e, const double* w,
-                                              int64_t n, const Flag* active, double* dist) {
+BYZAGG_HD double geometric_median_line_search(const double* q0, const double* b, double e, const double* w, int64_t n,
+                                              const Flag* active, double* dist) {
   double lam = 1.0;
   if (e > 0) {
     double best = 0.0;
@@ -128,19 +132,7 @@ constexpr double kGeometricMedianRowSlack = 1e-12;
 // inputs: it only chooses the candidate, whose objective is then computed exactly).
 template <typename Flag>
 BYZAGG_HD int64_t geometric_median_candidate_row(const double* D, int64_t n, const Flag* active, const double* w) {
-  int64_t best_row = -1;
-  double best_value = 0.0;
-  for (int64_t k = 0; k < n; ++k) {
-    if (!active[k]) continue;
-    double value = 0.0;
-    for (int64_t i = 0; i < n; ++i)
-      if (active[i]) value += w[i] * sqrt(D[k * n + i]);
-    if (best_row < 0 || value < best_value) {
-      best_row = k;
-      best_value = value;
-    }
-  }
-  return best_row;
+  return least_distance_sum_row(D, n, active, w);
 }
 
 // Whether the candidate row wins: its exact objective (from the squared distances of the

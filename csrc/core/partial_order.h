@@ -29,8 +29,7 @@ T median_of_unsorted(T* v, int64_t n) {
 template <typename T>
 T coordinate_rule_of_unsorted(T* v, int64_t n, int64_t f, CoordinateRule rule) {
   switch (rule) {
-    case CoordinateRule::kMedian:
-      return median_of_unsorted(v, n);
+    case CoordinateRule::kMedian: return median_of_unsorted(v, n);
     case CoordinateRule::kTrimmedMean:
       // v[f, n - f) <- the order statistics f .. n - f - 1, then sorted (summed in order)
       if (f > 0) {

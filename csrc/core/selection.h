@@ -33,8 +33,7 @@ BYZAGG_HD bool ranks_before(bool finite_a, Key key_a, int64_t a, bool finite_b, 
 // out (the ranking of the other rows). The CUDA kernels rank this way, one thread per
 // entry, with no sort: order[position(j)] = j gives core::rank_rows's order.
 template <typename Key, typename Flag>
-BYZAGG_HD int64_t rank_position(const Key* keys, const Flag* finite, int64_t n, int64_t j, bool skip_self,
-                                int64_t r) {
+BYZAGG_HD int64_t rank_position(const Key* keys, const Flag* finite, int64_t n, int64_t j, bool skip_self, int64_t r) {
   const bool finite_j = finite == nullptr || static_cast<bool>(finite[j]);
   int64_t position = 0;
   for (int64_t l = 0; l < n; ++l) {
@@ -64,7 +63,8 @@ inline std::vector<int64_t> neighbour_lists(const double* D2, int64_t n) {
     for (int64_t j = 0; j < n; ++j)
       if (j != i) list[k++] = j;
     const double* row = D2 + i * n;
-    std::sort(list, list + (n - 1), [&](int64_t a, int64_t b) { return ranks_before(true, row[a], a, true, row[b], b); });
+    std::sort(list, list + (n - 1),
+              [&](int64_t a, int64_t b) { return ranks_before(true, row[a], a, true, row[b], b); });
   }
   return lists;
 }
@@ -132,8 +132,8 @@ std::vector<int64_t> bulyan_select(const double* D2, int64_t n, const Flag* fini
     int64_t best = -1;
     for (int64_t i = 0; i < n; ++i) {
       if (!active[i]) continue;
-      if (best < 0 || ranks_before(static_cast<bool>(finite[i]), scores[i], i, static_cast<bool>(finite[best]),
-                                   scores[best], best))
+      if (best < 0 ||
+          ranks_before(static_cast<bool>(finite[i]), scores[i], i, static_cast<bool>(finite[best]), scores[best], best))
         best = i;
     }
     selected.push_back(best);
@@ -150,23 +150,31 @@ void neighbourhood_order(const double* D2, int64_t n, const Flag* finite, int64_
   rank_rows(D2 + i * n, finite, n, order);
 }
 
-// The medoid: the row with the least sum of Euclidean distances sqrt(D2) to the finite
-// rows (summed in column order), among the finite rows, ties to the lower index; row 0
-// when no row is finite.
+// The active row k of least sum_i w[i] sqrt(D2[k][i]) over the active rows i (w null: all
+// weights 1; summed in column order), the first on ties; -1 when no row is active. The
+// medoid's row, and the geometric median's data-point candidate (geometric_median.h).
 template <typename Flag>
-int64_t medoid_row(const double* D2, int64_t n, const Flag* finite) {
+BYZAGG_HD int64_t least_distance_sum_row(const double* D2, int64_t n, const Flag* active, const double* w) {
   int64_t best = -1;
   double best_sum = 0.0;
-  for (int64_t i = 0; i < n; ++i) {
-    if (!finite[i]) continue;
+  for (int64_t k = 0; k < n; ++k) {
+    if (!active[k]) continue;
     double sum = 0.0;
-    for (int64_t j = 0; j < n; ++j)
-      if (finite[j]) sum += std::sqrt(D2[i * n + j]);
-    if (best < 0 || ranks_before(true, sum, i, true, best_sum, best)) {
-      best = i;
+    for (int64_t i = 0; i < n; ++i)
+      if (active[i]) sum += (w == nullptr ? 1.0 : w[i]) * sqrt(D2[k * n + i]);
+    if (best < 0 || sum < best_sum) {
+      best = k;
       best_sum = sum;
     }
   }
+  return best;
+}
+
+// The medoid: the row with the least sum of Euclidean distances sqrt(D2) to the finite
+// rows, among the finite rows, ties to the lower index; row 0 when no row is finite.
+template <typename Flag>
+int64_t medoid_row(const double* D2, int64_t n, const Flag* finite) {
+  const int64_t best = least_distance_sum_row(D2, n, finite, nullptr);
   return best < 0 ? 0 : best;
 }
 

@@ -88,15 +88,11 @@ BYZAGG_HD T nearest_mean(const T* v, int64_t n, int64_t k, T center) {
 template <typename T>
 BYZAGG_HD T coordinate_rule_of_sorted(const T* v, int64_t n, int64_t f, CoordinateRule rule) {
   switch (rule) {
-    case CoordinateRule::kMedian:
-      return median_of_sorted(v, n);
-    case CoordinateRule::kTrimmedMean:
-      return range_mean(v, f, n - 2 * f);
-    case CoordinateRule::kMeaMed:
-      return nearest_mean(v, n, n - f, median_of_sorted(v, n));
+    case CoordinateRule::kMedian: return median_of_sorted(v, n);
+    case CoordinateRule::kTrimmedMean: return range_mean(v, f, n - 2 * f);
+    case CoordinateRule::kMeaMed: return nearest_mean(v, n, n - f, median_of_sorted(v, n));
     case CoordinateRule::kPhocas:
-    default:
-      return nearest_mean(v, n, n - f, range_mean(v, f, n - 2 * f));
+    default: return nearest_mean(v, n, n - f, range_mean(v, f, n - 2 * f));
   }
 }
 
@@ -119,14 +115,10 @@ inline bool coordinate_rule_accepts(int64_t n, int64_t f, CoordinateRule rule) {
 
 inline const char* coordinate_rule_name(CoordinateRule rule) {
   switch (rule) {
-    case CoordinateRule::kMedian:
-      return "median";
-    case CoordinateRule::kTrimmedMean:
-      return "trimmed_mean";
-    case CoordinateRule::kMeaMed:
-      return "meamed";
-    default:
-      return "phocas";
+    case CoordinateRule::kMedian: return "median";
+    case CoordinateRule::kTrimmedMean: return "trimmed_mean";
+    case CoordinateRule::kMeaMed: return "meamed";
+    default: return "phocas";
   }
 }
 

@@ -14,8 +14,7 @@ namespace cpu {
 // values (NaN last) and apply `rule` with f (window of n - f for MeaMed/Phocas, where n is
 // the number of rows used; requires n - 2f >= 1 for the trimmed mean and Phocas and
 // n - f >= 1 for MeaMed). The result has G's dtype, shape (d,).
-at::Tensor coordinate_rule(const at::Tensor& G, const std::vector<int64_t>& rows, int64_t f,
-                           core::CoordinateRule rule);
+at::Tensor coordinate_rule(const at::Tensor& G, const std::vector<int64_t>& rows, int64_t f, core::CoordinateRule rule);
 
 }  // namespace cpu
 }  // namespace byzagg

@@ -1,6 +1,6 @@
-// The coordinate-wise sorting-network kernel compiled for AVX512 (see coordinate_network.inc).
-// Only standard and torch-free headers come before the target pragma, so that no shared
-// inline code is compiled for this ISA.
+// The coordinate-wise sorting-network kernel (coordinate_simd.h) compiled for AVX-512. Only
+// standard and torch-free headers come before the target pragma, so that no shared inline
+// code is compiled for this ISA.
 #include <immintrin.h>
 
 #include <cstdint>
@@ -13,23 +13,48 @@
 #include "../core/window.h"
 #include "coordinate_network.h"
 
-#define BYZAGG_ALWAYS_INLINE inline __attribute__((always_inline))
-
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq,fma")
+// GCC 12 sees the masked builtin behind _mm512_min_ps / _mm512_max_ps read an undefined
+// pass-through operand (its mask is all ones, so no lane is read): a false warning,
+// repeated for every network size.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#include "coordinate_simd.h"
 
 namespace byzagg {
 namespace cpu {
 namespace avx512 {
+namespace {
 
-using Vf = __m512;
-using Vd = __m512d;
-BYZAGG_ALWAYS_INLINE Vf vmin(Vf a, Vf b) { return _mm512_min_ps(a, b); }
-BYZAGG_ALWAYS_INLINE Vf vmax(Vf a, Vf b) { return _mm512_max_ps(a, b); }
-BYZAGG_ALWAYS_INLINE Vd vmin(Vd a, Vd b) { return _mm512_min_pd(a, b); }
-BYZAGG_ALWAYS_INLINE Vd vmax(Vd a, Vd b) { return _mm512_max_pd(a, b); }
+struct Simd {
+  using Vf = __m512;
+  using Vd = __m512d;
+  static inline __attribute__((always_inline)) Vf min(Vf a, Vf b) { return _mm512_min_ps(a, b); }
+  static inline __attribute__((always_inline)) Vf max(Vf a, Vf b) { return _mm512_max_ps(a, b); }
+  static inline __attribute__((always_inline)) Vd min(Vd a, Vd b) { return _mm512_min_pd(a, b); }
+  static inline __attribute__((always_inline)) Vd max(Vd a, Vd b) { return _mm512_max_pd(a, b); }
+};
 
-#include "coordinate_network.inc"
+}  // namespace
+
+int64_t coordinate_columns(const float* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f,
+                           core::CoordinateRule rule, float* out) {
+  return columns<Simd, float>(rows, n, begin, end, f, rule, out);
+}
+
+int64_t coordinate_columns(const double* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f,
+                           core::CoordinateRule rule, double* out) {
+  return columns<Simd, double>(rows, n, begin, end, f, rule, out);
+}
+
+void sort_columns(const float* const* rows, int64_t n, int64_t c0, float* stage, float* sorted) {
+  bitonic_sort<Simd, float>(rows, n, c0, stage, sorted);
+}
+
+void sort_columns(const double* const* rows, int64_t n, int64_t c0, double* stage, double* sorted) {
+  bitonic_sort<Simd, double>(rows, n, c0, stage, sorted);
+}
 
 }  // namespace avx512
 }  // namespace cpu

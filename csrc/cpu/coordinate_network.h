@@ -1,5 +1,5 @@
 // The SIMD sorting-network path of the coordinate-wise kernel, one copy per ISA
-// (coordinate_network.inc compiled by coordinate_avx512.cpp and coordinate_avx2.cpp).
+// (coordinate_simd.h compiled by coordinate_avx512.cpp and coordinate_avx2.cpp).
 #pragma once
 
 #include "isa.h"
@@ -17,18 +17,22 @@ namespace cpu {
 // width's columns c0, c0 + 1, ... of the n rows in the NaN-last order into sorted[c * n + p],
 // with stage holding n x the vector width values (the padding is never stored). Only call
 // the variant the CPU supports (network_isa()).
-#define BYZAGG_DECLARE_NETWORK_ISA(ISA)                                                               \
-  namespace ISA {                                                                                     \
-  int64_t coordinate_columns(const float* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f, \
-                             core::CoordinateRule rule, float* out);                                  \
-  int64_t coordinate_columns(const double* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f, \
-                             core::CoordinateRule rule, double* out);                                 \
-  void sort_columns(const float* const* rows, int64_t n, int64_t c0, float* stage, float* sorted);     \
-  void sort_columns(const double* const* rows, int64_t n, int64_t c0, double* stage, double* sorted);  \
-  }
-BYZAGG_DECLARE_NETWORK_ISA(avx512)
-BYZAGG_DECLARE_NETWORK_ISA(avx2)
-#undef BYZAGG_DECLARE_NETWORK_ISA
+namespace avx512 {
+int64_t coordinate_columns(const float* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f,
+                           core::CoordinateRule rule, float* out);
+int64_t coordinate_columns(const double* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f,
+                           core::CoordinateRule rule, double* out);
+void sort_columns(const float* const* rows, int64_t n, int64_t c0, float* stage, float* sorted);
+void sort_columns(const double* const* rows, int64_t n, int64_t c0, double* stage, double* sorted);
+}  // namespace avx512
+namespace avx2 {
+int64_t coordinate_columns(const float* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f,
+                           core::CoordinateRule rule, float* out);
+int64_t coordinate_columns(const double* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f,
+                           core::CoordinateRule rule, double* out);
+void sort_columns(const float* const* rows, int64_t n, int64_t c0, float* stage, float* sorted);
+void sort_columns(const double* const* rows, int64_t n, int64_t c0, double* stage, double* sorted);
+}  // namespace avx2
 
 constexpr int64_t kMaxNetworkRows = 64;
 constexpr int64_t kMaxBitonicRows = 4096;

@@ -28,8 +28,5 @@ SquaredDistances squared_distances(const at::Tensor& G);
 // OOM killer end the process later. Checked only above 256 MiB unless the limit is set.
 void check_square_temporaries(const char* rule, int64_t n, double bytes_per_pair);
 
-// G is 2-D, floating and non-empty (messages name the rule).
-void check_matrix_argument(const at::Tensor& G, const char* rule);
-
 }  // namespace cpu
 }  // namespace byzagg

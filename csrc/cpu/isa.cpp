@@ -2,6 +2,7 @@
 
 #include <c10/util/Exception.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
@@ -43,13 +44,32 @@ Isa cpu_isa() {
 
 const char* isa_name(Isa isa) {
   switch (isa) {
-    case Isa::kAvx512:
-      return "avx512";
-    case Isa::kAvx2:
-      return "avx2";
-    default:
-      return "generic";
+    case Isa::kAvx512: return "avx512";
+    case Isa::kAvx2: return "avx2";
+    default: return "generic";
   }
+}
+
+namespace {
+constexpr int kFamilies = 4;
+constexpr const char* kFamilyNames[kFamilies] = {"coordinate", "distances", "selection", "iterative"};
+std::atomic<int> last_isa[kFamilies] = {-1, -1, -1, -1};
+}  // namespace
+
+void record_isa(Family family, Isa isa) {
+  last_isa[static_cast<int>(family)].store(static_cast<int>(isa), std::memory_order_relaxed);
+}
+
+std::string take_isa_trace() {
+  std::string trace;
+  for (int f = 0; f < kFamilies; ++f) {
+    const int isa = last_isa[f].exchange(-1, std::memory_order_relaxed);
+    if (f > 0) trace += ",";
+    trace += kFamilyNames[f];
+    trace += "=";
+    trace += isa < 0 ? "none" : isa_name(static_cast<Isa>(isa));
+  }
+  return trace;
 }
 
 }  // namespace cpu

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 namespace byzagg {
 namespace cpu {
@@ -20,6 +21,18 @@ Isa supported_isa();
 Isa cpu_isa();
 
 const char* isa_name(Isa isa);
+
+// The kernel families, each with one place that picks its vector path.
+enum class Family : int { kCoordinate = 0, kDistances = 1, kSelection = 2, kIterative = 3 };
+
+// Notes the path a family's kernel took (its call of cpu_isa(), or less where the kernel
+// has no vector path for the input: e.g. n > 4096 coordinate-wise, or half precision).
+void record_isa(Family family, Isa isa);
+
+// The path each family took since the last call, e.g.
+// "coordinate=avx2,distances=avx2,selection=avx2,iterative=none" ("none": not run), and
+// clears the record: what tests/test_isa.py checks against BYZAGG_CPU_ISA.
+std::string take_isa_trace();
 
 }  // namespace cpu
 }  // namespace byzagg

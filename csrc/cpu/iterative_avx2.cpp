@@ -1,6 +1,6 @@
-// The iterative rules' block kernels (iterative_passes.inc) compiled for AVX2. Only
-// standard and torch-free headers come before the target pragma, so that no shared inline
-// code is compiled for this ISA.
+// The iterative rules' block kernels (iterative_block.h) compiled for AVX2. Only standard
+// and torch-free headers come before the target pragma, so that no shared inline code is
+// compiled for this ISA.
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -9,7 +9,19 @@
 
 #pragma GCC push_options
 #pragma GCC target("avx2")
-#define BYZAGG_ISA_NAMESPACE avx2
-#include "iterative_isa.inc"
+#pragma GCC optimize("fp-contract=off")
+
+#include "iterative_block.h"
+
+namespace byzagg {
+namespace cpu {
+namespace avx2 {
+
+PassKernels<float> float_pass_kernels() { return block_kernels<float>(); }
+PassKernels<double> double_pass_kernels() { return block_kernels<double>(); }
+
+}  // namespace avx2
+}  // namespace cpu
+}  // namespace byzagg
 
 #pragma GCC pop_options

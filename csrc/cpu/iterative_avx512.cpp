@@ -1,6 +1,6 @@
-// The iterative rules' block kernels (iterative_passes.inc) compiled for AVX512. Only
-// standard and torch-free headers come before the target pragma, so that no shared inline
-// code is compiled for this ISA.
+// The iterative rules' block kernels (iterative_block.h) compiled for AVX-512. Only standard
+// and torch-free headers come before the target pragma, so that no shared inline code is
+// compiled for this ISA.
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -9,7 +9,19 @@
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512vl,avx512dq")
-#define BYZAGG_ISA_NAMESPACE avx512
-#include "iterative_isa.inc"
+#pragma GCC optimize("fp-contract=off")
+
+#include "iterative_block.h"
+
+namespace byzagg {
+namespace cpu {
+namespace avx512 {
+
+PassKernels<float> float_pass_kernels() { return block_kernels<float>(); }
+PassKernels<double> double_pass_kernels() { return block_kernels<double>(); }
+
+}  // namespace avx512
+}  // namespace cpu
+}  // namespace byzagg
 
 #pragma GCC pop_options

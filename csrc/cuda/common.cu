@@ -6,8 +6,8 @@ namespace byzagg {
 namespace cuda {
 namespace {
 
-__global__ void rank_rows_kernel(const double* __restrict__ keys, const uint8_t* __restrict__ finite,
-                                 int64_t rankings, int64_t n, bool skip_self, int64_t* __restrict__ order) {
+__global__ void rank_rows_kernel(const double* __restrict__ keys, const uint8_t* __restrict__ finite, int64_t rankings,
+                                 int64_t n, bool skip_self, int64_t* __restrict__ order) {
   const int64_t r = blockIdx.y;
   const int64_t j = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (r >= rankings || j >= n || (skip_self && j == r)) return;
@@ -31,16 +31,14 @@ __global__ void row_set_means_kernel(const scalar_t* __restrict__ X, int64_t d, 
 
 }  // namespace
 
-void rank_rows(const double* keys, const uint8_t* finite, int64_t rankings, int64_t n, bool skip_self,
-               int64_t* order) {
+void rank_rows(const double* keys, const uint8_t* finite, int64_t rankings, int64_t n, bool skip_self, int64_t* order) {
   TORCH_CHECK(rankings <= 65535, "byzagg: too many rows for the CUDA ranking kernel: ", rankings);
   const dim3 grid(static_cast<unsigned>(blocks_for(n)), static_cast<unsigned>(rankings));
   rank_rows_kernel<<<grid, kThreads, 0, current_stream()>>>(keys, finite, rankings, n, skip_self, order);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-at::Tensor row_set_means(const at::Tensor& X, const at::Tensor& sets, int64_t outputs, int64_t count,
-                         int64_t stride) {
+at::Tensor row_set_means(const at::Tensor& X, const at::Tensor& sets, int64_t outputs, int64_t count, int64_t stride) {
   const int64_t d = X.size(1);
   TORCH_CHECK(outputs <= 65535, "byzagg: too many outputs for the CUDA mean kernel: ", outputs);
   at::Tensor out = at::empty({outputs, d}, X.options());

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <limits>
 
+#include "../checks.h"
 #include "../core/selection.h"
 #include "../core/window.h"
 
@@ -29,12 +30,9 @@ inline int64_t blocks_for(int64_t work, int64_t threads = kThreads) {
   return blocks < 1 ? 1 : blocks;
 }
 
-// G is 2-D, floating, non-empty and on a CUDA device (messages name the rule).
+// G is 2-D, floating, non-empty and on a CUDA device (csrc/checks.h).
 inline void check_matrix(const at::Tensor& G, const char* rule) {
-  TORCH_CHECK(G.dim() == 2, rule, ": G must be 2-D (n, d), got ", G.dim(), " dimensions");
-  TORCH_CHECK(G.is_floating_point(), rule, ": G must have a floating dtype, got ", G.scalar_type());
-  TORCH_CHECK(G.size(0) > 0 && G.size(1) > 0, rule, ": empty input, got n=", G.size(0), ", d=", G.size(1));
-  TORCH_CHECK(G.is_cuda(), rule, ": expected a CUDA tensor, got ", G.device());
+  byzagg::check_matrix(G, rule, c10::DeviceType::CUDA);
 }
 
 inline cudaStream_t current_stream() { return at::cuda::getCurrentCUDAStream().stream(); }
@@ -71,14 +69,12 @@ __device__ T block_sum(T value, T* shared) {
 // entry finds its place by counting the entries that rank before it (O(n) per entry, no
 // sort). With skip_self, column r is left out of ranking r (width n - 1, else n). `finite`
 // may be null (all rows finite).
-void rank_rows(const double* keys, const uint8_t* finite, int64_t rankings, int64_t n, bool skip_self,
-               int64_t* order);
+void rank_rows(const double* keys, const uint8_t* finite, int64_t rankings, int64_t n, bool skip_self, int64_t* order);
 
 // out[o, c] = mean over k < count of X[sets[o * stride + k], c] (the rows added in the order
 // given, in the accumulation type), for o < outputs: out is (outputs, d) of X's dtype. X is
 // contiguous; sets an int64 CUDA tensor.
-at::Tensor row_set_means(const at::Tensor& X, const at::Tensor& sets, int64_t outputs, int64_t count,
-                         int64_t stride);
+at::Tensor row_set_means(const at::Tensor& X, const at::Tensor& sets, int64_t outputs, int64_t count, int64_t stride);
 
 // Exact squared distances of the rows of the contiguous CUDA matrix X (csrc/core/
 // distances.h): D2 (n, n) float64 with +inf for pairs with a non-finite row and a zero

@@ -21,8 +21,8 @@ enum class RowSum : int {
 // non-finite value in the block).
 template <typename scalar_t>
 __global__ void row_partials_kernel(const scalar_t* __restrict__ X, int64_t n, int64_t d, core::PassBlocks blocks,
-                                    const double* __restrict__ center, RowSum kind,
-                                    double* __restrict__ sums, double* __restrict__ probes) {
+                                    const double* __restrict__ center, RowSum kind, double* __restrict__ sums,
+                                    double* __restrict__ probes) {
   __shared__ double shared[kThreads];
   const int64_t b = blockIdx.x;
   const int64_t c0 = blocks.begin(b), c1 = blocks.end(b);
@@ -79,13 +79,12 @@ struct RowTotals {
     const int64_t n = X.size(0), d = X.size(1);
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, X.scalar_type(), "byzagg_row_partials_cuda", [&] {
       row_partials_kernel<scalar_t><<<static_cast<unsigned>(blocks.count), kThreads, 0, current_stream()>>>(
-          X.data_ptr<scalar_t>(), n, d, blocks, center, kind, sums.data_ptr<double>(),
-          probes.data_ptr<double>());
+          X.data_ptr<scalar_t>(), n, d, blocks, center, kind, sums.data_ptr<double>(), probes.data_ptr<double>());
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
     finish_rows_kernel<<<static_cast<unsigned>(blocks_for(n)), kThreads, 0, current_stream()>>>(
-        sums.data_ptr<double>(), probes.data_ptr<double>(), n, blocks.count, root,
-        total.data_ptr<double>(), finite.data_ptr<uint8_t>());
+        sums.data_ptr<double>(), probes.data_ptr<double>(), n, blocks.count, root, total.data_ptr<double>(),
+        finite.data_ptr<uint8_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 };

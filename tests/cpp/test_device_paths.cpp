@@ -20,8 +20,8 @@ namespace core = byzagg::core;
 using core::CoordinateRule;
 using core::NetworkOutputs;
 
-static const CoordinateRule kRules[] = {CoordinateRule::kMedian, CoordinateRule::kTrimmedMean,
-                                        CoordinateRule::kMeaMed, CoordinateRule::kPhocas};
+static const CoordinateRule kRules[] = {CoordinateRule::kMedian, CoordinateRule::kTrimmedMean, CoordinateRule::kMeaMed,
+                                        CoordinateRule::kPhocas};
 
 static bool same_bits_or_nan(float a, float b) { return (std::isnan(a) && std::isnan(b)) || a == b; }
 
@@ -62,7 +62,8 @@ static void check_network_size(std::mt19937& rng) {
         if (!std::isnan(x)) numbers.push_back(x);
       const int64_t m = static_cast<int64_t>(numbers.size());
       if (rule == CoordinateRule::kMedian || (m > 0 && m > 2 * f)) {
-        const float got_numbers = core::coordinate_rule_by_network<N, NetworkOutputs::kAll, float>(load, n, f, rule, true);
+        const float got_numbers =
+            core::coordinate_rule_by_network<N, NetworkOutputs::kAll, float>(load, n, f, rule, true);
         const float want_numbers = m == 0 ? std::numeric_limits<float>::quiet_NaN() : plain_rule(numbers, f, rule);
         CHECK(same_bits_or_nan(got_numbers, want_numbers), "skip_nan N=%d n=%lld m=%lld f=%lld rule=%s: %g vs %g", N,
               static_cast<long long>(n), static_cast<long long>(m), static_cast<long long>(f),
@@ -97,8 +98,10 @@ static void check_bitonic(std::mt19937& rng) {
           }
       bool ordered = true;
       for (int64_t k = 0; k < padded; ++k) {
-        if (k < n) ordered = ordered && pad[k] == 0 && same_bits_or_nan(values[k], want[k]);
-        else ordered = ordered && pad[k] == 1;
+        if (k < n)
+          ordered = ordered && pad[k] == 0 && same_bits_or_nan(values[k], want[k]);
+        else
+          ordered = ordered && pad[k] == 1;
       }
       CHECK(ordered, "bitonic: padded=%lld n=%lld not sorted like a stable sort", static_cast<long long>(padded),
             static_cast<long long>(n));
@@ -125,9 +128,8 @@ static void check_rank_position(std::mt19937& rng) {
     }
     std::vector<int64_t> got(static_cast<size_t>(n), -1);
     for (int64_t j = 0; j < n; ++j) {
-      const int64_t position =
-          core::rank_position(keys.data(), with_flags ? finite.data() : static_cast<const uint8_t*>(nullptr), n, j,
-                              false, int64_t(0));
+      const int64_t position = core::rank_position(
+          keys.data(), with_flags ? finite.data() : static_cast<const uint8_t*>(nullptr), n, j, false, int64_t(0));
       CHECK(position >= 0 && position < n, "position %lld out of range", static_cast<long long>(position));
       if (position >= 0 && position < n) got[position] = j;
     }
@@ -140,7 +142,8 @@ static void check_rank_position(std::mt19937& rng) {
     std::vector<int64_t> got_others(static_cast<size_t>(n - 1), -1);
     for (int64_t j = 0; j < n; ++j) {
       if (j == r) continue;
-      const int64_t position = core::rank_position(keys.data(), with_flags ? finite.data() : static_cast<const uint8_t*>(nullptr), n, j, true, r);
+      const int64_t position = core::rank_position(
+          keys.data(), with_flags ? finite.data() : static_cast<const uint8_t*>(nullptr), n, j, true, r);
       if (position >= 0 && position < n - 1) got_others[position] = j;
     }
     CHECK(got_others == others, "rank_position with skip_self differs (n=%lld, r=%lld)", static_cast<long long>(n),

@@ -12,7 +12,6 @@
 
 namespace core = byzagg::core;
 
-
 static void test_plan() {
   const int64_t sizes_n[] = {1, 2, 3, 4, 5, 31, 64, 65, 100, 257};
   const int64_t sizes_d[] = {1, 7, 2047, 2048, 2049, 100000, 1000003};
@@ -21,8 +20,8 @@ static void test_plan() {
       for (int64_t bytes : {4, 8}) {
         const core::DistancePlan plan = core::make_distance_plan(n, d, bytes);
         CHECK(plan.chunk * bytes == core::kDistanceChunkBytes, "chunk");
-        CHECK(plan.superblocks >= 1 && plan.superblocks <= plan.chunks, "n=%lld d=%lld superblocks %lld",
-              (long long)n, (long long)d, (long long)plan.superblocks);
+        CHECK(plan.superblocks >= 1 && plan.superblocks <= plan.chunks, "n=%lld d=%lld superblocks %lld", (long long)n,
+              (long long)d, (long long)plan.superblocks);
         CHECK(plan.superblocks * n * n * 8 <= core::kDistancePartialBytes || plan.superblocks == 1, "memory cap");
         // Superblocks tile [0, d) in order, none empty.
         int64_t next = 0;
@@ -119,10 +118,10 @@ static void test_finish() {
   const double nan = std::numeric_limits<double>::quiet_NaN();
   const int64_t n = 4;
   // Upper triangle with diagonal: row 2 non-finite (NaN diagonal).
-  std::vector<double> D = {0, 1, nan, 4,  //
-                           -1, 0, 7, 5,   //
-                           -1, -1, nan, 9, //
-                           -1, -1, -1, 0};
+  std::vector<double> D = {0,  1,  nan, 4,  //
+                           -1, 0,  7,   5,  //
+                           -1, -1, nan, 9,  //
+                           -1, -1, -1,  0};
   std::vector<unsigned char> finite(n);
   core::finish_squared_distances(D.data(), n, finite.data());
   CHECK(finite[0] && finite[1] && !finite[2] && finite[3], "finite flags");

@@ -13,7 +13,6 @@
 
 namespace core = byzagg::core;
 
-
 // The definition: every k-subset in lexicographic order, the first of least diameter.
 static std::vector<int64_t> brute_force(const std::vector<double>& D, int64_t n, int64_t k) {
   std::vector<int64_t> subset(k), best;
@@ -63,8 +62,9 @@ int main() {
         for (int64_t c = 0; c < d; ++c) X[r * d + c] = 30 + 0.01 * normal(rng);
     if (kind == 3)  // up to f + 1 non-finite rows
       for (int64_t r = 0; r <= f && r < n; ++r)
-        if (rng() % 2) X[(rng() % n) * d] = r % 2 ? std::numeric_limits<double>::quiet_NaN()
-                                                  : std::numeric_limits<double>::infinity();
+        if (rng() % 2)
+          X[(rng() % n) * d] =
+              r % 2 ? std::numeric_limits<double>::quiet_NaN() : std::numeric_limits<double>::infinity();
     const std::vector<double> D = distances(X, n, d);
     const std::vector<int64_t> got = core::mda_select(D.data(), n, f);
     const std::vector<int64_t> want = brute_force(D, n, n - f);

@@ -10,7 +10,6 @@
 
 namespace core = byzagg::core;
 
-
 int main() {
   for (int64_t n : {1, 2, 51, 3000, 10000})
     for (int64_t d : {1, 5, 2047, 2048, 2049, 1000000}) {

@@ -14,7 +14,6 @@
 
 namespace core = byzagg::core;
 
-
 static const double kInf = std::numeric_limits<double>::infinity();
 static const double kNaN = std::numeric_limits<double>::quiet_NaN();
 
@@ -92,8 +91,8 @@ static void test_random(unsigned seed) {
     std::vector<double> want_scores(n);
     for (int64_t i = 0; i < n; ++i) {
       want_scores[i] = score_definition(m, all, i, n - f - 2);
-      CHECK(scores[i] == want_scores[i] || (integers == false && std::fabs(scores[i] - want_scores[i]) <=
-                                                                     1e-12 * std::fabs(want_scores[i])),
+      CHECK(scores[i] == want_scores[i] ||
+                (integers == false && std::fabs(scores[i] - want_scores[i]) <= 1e-12 * std::fabs(want_scores[i])),
             "score n=%lld f=%lld row %lld: %g vs %g", (long long)n, (long long)f, (long long)i, scores[i],
             want_scores[i]);
     }

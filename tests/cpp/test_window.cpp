@@ -13,7 +13,6 @@
 namespace core = byzagg::core;
 using core::CoordinateRule;
 
-
 static bool same(double a, double b, double tol) {
   if (std::isnan(a) || std::isnan(b)) return std::isnan(a) && std::isnan(b);
   if (std::isinf(a) || std::isinf(b)) return a == b;
@@ -52,14 +51,10 @@ static double definition(std::vector<double> v, int64_t f, CoordinateRule rule) 
   for (int64_t i = f; i < n - f; ++i) trimmed += v[i];
   trimmed /= (n - 2 * f);
   switch (rule) {
-    case CoordinateRule::kMedian:
-      return median;
-    case CoordinateRule::kTrimmedMean:
-      return trimmed;
-    case CoordinateRule::kMeaMed:
-      return nearest_mean_brute(v, n - f, median);
-    default:
-      return nearest_mean_brute(v, n - f, trimmed);
+    case CoordinateRule::kMedian: return median;
+    case CoordinateRule::kTrimmedMean: return trimmed;
+    case CoordinateRule::kMeaMed: return nearest_mean_brute(v, n - f, median);
+    default: return nearest_mean_brute(v, n - f, trimmed);
   }
 }
 
@@ -107,7 +102,8 @@ static void test_random(unsigned seed) {
             static_cast<long long>(n), static_cast<long long>(f), got, want);
       int64_t nonfinite = 0;
       for (double x : column) nonfinite += std::isfinite(x) ? 0 : 1;
-      if (nonfinite <= f) CHECK(std::isfinite(got), "finite with <= f non-finite values, rule %s", core::coordinate_rule_name(rule));
+      if (nonfinite <= f)
+        CHECK(std::isfinite(got), "finite with <= f non-finite values, rule %s", core::coordinate_rule_name(rule));
     }
   }
 }
@@ -134,7 +130,8 @@ static void test_partial_order(unsigned seed) {
       std::vector<T> column(static_cast<size_t>(n));
       for (T& x : column) {
         const unsigned k = rng() % 16;
-        x = k < 5 && trial % 2 == 1 ? specials[k] : static_cast<T>(static_cast<int>(rng() % (trial < 3 ? 7 : 1000)) - 3) / T(4);
+        x = k < 5 && trial % 2 == 1 ? specials[k]
+                                    : static_cast<T>(static_cast<int>(rng() % (trial < 3 ? 7 : 1000)) - 3) / T(4);
       }
       std::vector<T> sorted = column;
       std::stable_sort(sorted.begin(), sorted.end(), core::nan_last_less<T>);
@@ -144,9 +141,10 @@ static void test_partial_order(unsigned seed) {
           std::vector<T> work = column;
           const T got = core::coordinate_rule_of_unsorted(work.data(), n, f, rule);
           const T want = core::coordinate_rule_of_sorted(sorted.data(), n, f, rule);
-          CHECK((std::isnan(got) && std::isnan(want)) || got == want, "partial order: rule %s n=%lld f=%lld got %.17g want %.17g",
-                core::coordinate_rule_name(rule), static_cast<long long>(n), static_cast<long long>(f),
-                static_cast<double>(got), static_cast<double>(want));
+          CHECK((std::isnan(got) && std::isnan(want)) || got == want,
+                "partial order: rule %s n=%lld f=%lld got %.17g want %.17g", core::coordinate_rule_name(rule),
+                static_cast<long long>(n), static_cast<long long>(f), static_cast<double>(got),
+                static_cast<double>(want));
           if (rule == CoordinateRule::kMedian) break;
         }
       }

@@ -34,8 +34,8 @@ __global__ void clipping_update_kernel(const scalar_t* __restrict__ X, int64_t n
   v[c] = center + sum / static_cast<double>(n);
 }
 
-__global__ void clipping_scale_kernel(const double* __restrict__ norms, const uint8_t* __restrict__ finite,
-                                      int64_t n, double tau, double* __restrict__ scale) {
+__global__ void clipping_scale_kernel(const double* __restrict__ norms, const uint8_t* __restrict__ finite, int64_t n,
+                                      double tau, double* __restrict__ scale) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i < n) scale[i] = core::clipping_scale(finite[i] != 0, norms[i], tau);
 }
@@ -44,13 +44,13 @@ __global__ void clipping_scale_kernel(const double* __restrict__ norms, const ui
 // Geometric median (csrc/core/geometric_median.h has the algorithm and the scalar steps).
 
 struct GeometricMedianState {
-  double W;            // sum of the active rows' weights
-  double beta_sum;     // sum of the Weiszfeld weights
-  double lam;          // the last line search's step (0 before the first)
-  double e;            // ||s||^2
-  int64_t candidate;   // the data-point check's row, -1 when no row is active
-  int done;            // set once converged: the remaining iterations return at once
-  int row_wins;        // the candidate row is the result
+  double W;           // sum of the active rows' weights
+  double beta_sum;    // sum of the Weiszfeld weights
+  double lam;         // the last line search's step (0 before the first)
+  double e;           // ||s||^2
+  int64_t candidate;  // the data-point check's row, -1 when no row is active
+  int done;           // set once converged: the remaining iterations return at once
+  int row_wins;       // the candidate row is the result
 };
 
 // One thread: W and the candidate row (from the exact squared distances).
@@ -271,7 +271,8 @@ at::Tensor geometric_median_cuda(const at::Tensor& G, const c10::optional<at::Te
                      .to(at::kDouble)
                      .contiguous();
   if (max_iter <= 0) return z.to(X.scalar_type());
-  at::Tensor state_bytes = at::empty({static_cast<int64_t>(sizeof(GeometricMedianState))}, X.options().dtype(at::kByte));
+  at::Tensor state_bytes =
+      at::empty({static_cast<int64_t>(sizeof(GeometricMedianState))}, X.options().dtype(at::kByte));
   auto* state = reinterpret_cast<GeometricMedianState*>(state_bytes.data_ptr<uint8_t>());
   gm_setup_kernel<<<1, 1, 0, current_stream()>>>(dist2.D2.data_ptr<double>(), active.data_ptr<uint8_t>(),
                                                  w.data_ptr<double>(), n, state);
@@ -320,8 +321,8 @@ at::Tensor geometric_median_cuda(const at::Tensor& G, const c10::optional<at::Te
         q_partials.data_ptr<double>(), b_partials.data_ptr<double>(), nullptr, active.data_ptr<uint8_t>(), n,
         blocks.count, state, /*skip_when_done=*/false, q.data_ptr<double>(), b.data_ptr<double>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
-    gm_choose_kernel<<<1, 1, 0, current_stream()>>>(q.data_ptr<double>(), b.data_ptr<double>(),
-                                                    w.data_ptr<double>(), active.data_ptr<uint8_t>(), n, state);
+    gm_choose_kernel<<<1, 1, 0, current_stream()>>>(q.data_ptr<double>(), b.data_ptr<double>(), w.data_ptr<double>(),
+                                                    active.data_ptr<uint8_t>(), n, state);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     gm_result_kernel<scalar_t><<<static_cast<unsigned>(blocks_for(d)), kThreads, 0, current_stream()>>>(
         x, d, z.data_ptr<double>(), state, out.data_ptr<scalar_t>());

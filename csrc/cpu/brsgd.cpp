@@ -1,5 +1,5 @@
 // CPU kernel of BrSGD (docs/api.md), in float64 like the reference, in three passes over G:
-// 1. per block of coordinates (iterative_passes.inc, vector copies per ISA): per column the
+// 1. per block of coordinates (iterative_block.h, vector copies per ISA): per column the
 //    mean of its finite values and the side of it holding the majority (>= mean is the
 //    upper side, which wins ties), a point for each row on that side, the non-finite rows;
 //    and the column medians (NaN last; the mean of the two middle values for even n): for
@@ -19,6 +19,7 @@
 #include <numeric>
 #include <vector>
 
+#include "../checks.h"
 #include "../core/partial_order.h"
 #include "../core/passes.h"
 #include "../core/window.h"
@@ -119,7 +120,7 @@ at::Tensor brsgd_kernel(const at::Tensor& Xt, double beta, double threshold) {
 }
 
 at::Tensor brsgd_cpu(const at::Tensor& G, double beta, double threshold) {
-  check_matrix_argument(G, "brsgd");
+  check_matrix(G, "brsgd", c10::DeviceType::CPU);
   TORCH_CHECK(beta > 0 && beta <= 1, "brsgd requires 0 < beta <= 1, got beta=", beta);
   TORCH_CHECK(threshold >= 0, "brsgd: threshold must be >= 0, got threshold=", threshold);
   const at::Tensor X = G.contiguous();

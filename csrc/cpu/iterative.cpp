@@ -10,7 +10,7 @@
 //   and the distances to the start; each iteration is one fused pass per block of
 //   coordinates: the update from the previous distances, then, while the block is in
 //   cache, the distances to the new center (the last iteration needs none).
-// The block kernels (iterative_passes.inc) have AVX-512 / AVX2 copies of the same bits. Sums
+// The block kernels (iterative_block.h) have AVX-512 / AVX2 copies of the same bits. Sums
 // over coordinates are stored per block and added in block order (core/passes.h): the same
 // bits for any number of threads.
 #include <ATen/Parallel.h>
@@ -25,61 +25,51 @@
 #include <limits>
 #include <vector>
 
+#include "../checks.h"
 #include "../core/geometric_median.h"
 #include "../core/passes.h"
 #include "coordinate.h"
 #include "coordinate_network.h"
 #include "distances.h"
+#include "iterative_block.h"
 #include "iterative_passes.h"
 
 namespace byzagg {
 namespace cpu {
 
-// The baseline copy of the block kernels, also for float16 and bfloat16.
+// The baseline copy of the block kernels (iterative_block.h), also for float16 and bfloat16.
 namespace generic {
-namespace {
-typedef double V8d __attribute__((vector_size(64)));
-typedef float V8f __attribute__((vector_size(32)));
-#define BYZAGG_PASS_INLINE inline
-#pragma GCC diagnostic ignored "-Wpsabi"
-inline double to_double(double x) { return x; }
-inline double to_double(float x) { return static_cast<double>(x); }
-inline double to_double(c10::Half x) { return static_cast<double>(static_cast<float>(x)); }
-inline double to_double(c10::BFloat16 x) { return static_cast<double>(static_cast<float>(x)); }
-template <typename T>
-inline V8d load8(const T* p) {
-  V8d v;
-  for (int l = 0; l < 8; ++l) v[l] = to_double(p[l]);
-  return v;
-}
-#include "iterative_passes.inc"
-#undef BYZAGG_PASS_INLINE
-
-}  // namespace
-
 template <typename T>
 PassKernels<T> pass_kernels() {
-  return {&row_sums<T>, &clip_update<T>, &combine<T>, &row_l1<T>, &brsgd_scores<T>, &gm_step<T>};
+  return block_kernels<T>();
 }
 }  // namespace generic
 
+// float16 and bfloat16: the baseline copy (cpu_isa() still asked, so that a wrong
+// BYZAGG_CPU_ISA is an error for every dtype).
 template <typename T>
 PassKernels<T> pass_kernels() {
+  cpu_isa();
+  record_isa(Family::kIterative, Isa::kGeneric);
   return generic::pass_kernels<T>();
 }
 template <>
 PassKernels<float> pass_kernels<float>() {
-  switch (network_isa()) {
-    case NetworkIsa::kAvx512: return avx512::float_pass_kernels();
-    case NetworkIsa::kAvx2: return avx2::float_pass_kernels();
+  const Isa isa = cpu_isa();
+  record_isa(Family::kIterative, isa);
+  switch (isa) {
+    case Isa::kAvx512: return avx512::float_pass_kernels();
+    case Isa::kAvx2: return avx2::float_pass_kernels();
     default: return generic::pass_kernels<float>();
   }
 }
 template <>
 PassKernels<double> pass_kernels<double>() {
-  switch (network_isa()) {
-    case NetworkIsa::kAvx512: return avx512::double_pass_kernels();
-    case NetworkIsa::kAvx2: return avx2::double_pass_kernels();
+  const Isa isa = cpu_isa();
+  record_isa(Family::kIterative, isa);
+  switch (isa) {
+    case Isa::kAvx512: return avx512::double_pass_kernels();
+    case Isa::kAvx2: return avx2::double_pass_kernels();
     default: return generic::pass_kernels<double>();
   }
 }
@@ -111,8 +101,8 @@ std::vector<double> weights_or_ones(const c10::optional<at::Tensor>& weights, in
 
 // Runs the iteration on z (the start on entry); returns whether the candidate row wins.
 template <typename scalar_t>
-bool geometric_median_kernel(const scalar_t* X, int64_t n, int64_t d, const uint8_t* use, const double* w,
-                             double W, double eps, int64_t max_iter, double tol, int64_t candidate, double* z) {
+bool geometric_median_kernel(const scalar_t* X, int64_t n, int64_t d, const uint8_t* use, const double* w, double W,
+                             double eps, int64_t max_iter, double tol, int64_t candidate, double* z) {
   const PassKernels<scalar_t> kernels = pass_kernels<scalar_t>();
   const core::PassBlocks blocks = core::make_pass_blocks(n, d);
   const size_t partials = static_cast<size_t>(blocks.count * n);
@@ -165,7 +155,7 @@ bool geometric_median_kernel(const scalar_t* X, int64_t n, int64_t d, const uint
 
 at::Tensor geometric_median_cpu(const at::Tensor& G, const c10::optional<at::Tensor>& weights, double eps,
                                 int64_t max_iter, double tol) {
-  check_matrix_argument(G, "geometric_median");
+  check_matrix(G, "geometric_median", c10::DeviceType::CPU);
   TORCH_CHECK(eps > 0, "geometric_median: eps must be > 0, got eps=", eps);
   TORCH_CHECK(max_iter >= 0, "geometric_median: max_iter must be >= 0, got max_iter=", max_iter);
   TORCH_CHECK(tol >= 0, "geometric_median: tol must be >= 0, got tol=", tol);
@@ -188,8 +178,8 @@ at::Tensor geometric_median_cpu(const at::Tensor& G, const c10::optional<at::Ten
   const int64_t k = core::geometric_median_candidate_row(sq.D2.data(), n, use.data(), w.data());
   bool row_wins = false;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, X.scalar_type(), "byzagg_geometric_median", [&] {
-    row_wins = geometric_median_kernel<scalar_t>(X.data_ptr<scalar_t>(), n, d, use.data(), w.data(), W, eps,
-                                                 max_iter, tol, k, z.data_ptr<double>());
+    row_wins = geometric_median_kernel<scalar_t>(X.data_ptr<scalar_t>(), n, d, use.data(), w.data(), W, eps, max_iter,
+                                                 tol, k, z.data_ptr<double>());
   });
   if (row_wins) return X[k].clone();
   return z.to(X.scalar_type());
@@ -213,21 +203,18 @@ void centered_clipping_kernel(const scalar_t* X, int64_t n, int64_t d, double ta
       kernels.row_sums(X, n, d, all.data(), v, blocks.begin(b), blocks.end(b), sums.data() + b * n,
                        probe.data() + b * n);
   });
-  for (int64_t i = 0; i < n; ++i)
-    finite[i] = core::sum_in_block_order(probe.data(), blocks.count, n, i) == 0.0;
+  for (int64_t i = 0; i < n; ++i) finite[i] = core::sum_in_block_order(probe.data(), blocks.count, n, i) == 0.0;
   const double count = static_cast<double>(n);
   for (int64_t t = 1; t <= iters; ++t) {
     for (int64_t i = 0; i < n; ++i) {
-      const double norm =
-          finite[i] ? std::sqrt(core::sum_in_block_order(sums.data(), blocks.count, n, i)) : 0.0;
+      const double norm = finite[i] ? std::sqrt(core::sum_in_block_order(sums.data(), blocks.count, n, i)) : 0.0;
       scale[i] = core::clipping_scale(finite[i], norm, tau);
     }
     const bool distances = t < iters;
     at::parallel_for(0, blocks.count, 1, [&](int64_t begin, int64_t end) {
       std::vector<double> acc(static_cast<size_t>(blocks.columns));
       for (int64_t b = begin; b < end; ++b) {
-        kernels.clip_update(X, n, d, finite.data(), scale.data(), count, v, blocks.begin(b), blocks.end(b),
-                            acc.data());
+        kernels.clip_update(X, n, d, finite.data(), scale.data(), count, v, blocks.begin(b), blocks.end(b), acc.data());
         if (distances)
           kernels.row_sums(X, n, d, finite.data(), v, blocks.begin(b), blocks.end(b), sums.data() + b * n, nullptr);
       }
@@ -235,8 +222,9 @@ void centered_clipping_kernel(const scalar_t* X, int64_t n, int64_t d, double ta
   }
 }
 
-at::Tensor centered_clipping_cpu(const at::Tensor& G, double tau, int64_t iters, const c10::optional<at::Tensor>& center) {
-  check_matrix_argument(G, "centered_clipping");
+at::Tensor centered_clipping_cpu(const at::Tensor& G, double tau, int64_t iters,
+                                 const c10::optional<at::Tensor>& center) {
+  check_matrix(G, "centered_clipping", c10::DeviceType::CPU);
   TORCH_CHECK(tau > 0, "centered_clipping: tau must be > 0, got tau=", tau);
   TORCH_CHECK(iters >= 0, "centered_clipping: iters must be >= 0, got iters=", iters);
   const at::Tensor X = G.contiguous();

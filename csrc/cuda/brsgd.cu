@@ -107,8 +107,9 @@ at::Tensor brsgd_cuda(const at::Tensor& G, double beta, double threshold) {
   at::Tensor score = at::zeros({n}, X.options().dtype(at::kLong));
   auto* score_ptr = reinterpret_cast<unsigned long long*>(score.data_ptr<int64_t>());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, X.scalar_type(), "byzagg_brsgd_votes_cuda", [&] {
-    votes_kernel<scalar_t><<<static_cast<unsigned>(blocks_for(d)), kThreads, n * sizeof(unsigned int),
-                             current_stream()>>>(X.data_ptr<scalar_t>(), n, d, score_ptr);
+    votes_kernel<scalar_t>
+        <<<static_cast<unsigned>(blocks_for(d)), kThreads, n * sizeof(unsigned int), current_stream()>>>(
+            X.data_ptr<scalar_t>(), n, d, score_ptr);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   const at::Tensor median = coordinate_rule(X, at::Tensor(), 0, core::CoordinateRule::kMedian, at::kDouble);
@@ -125,10 +126,9 @@ at::Tensor brsgd_cuda(const at::Tensor& G, double beta, double threshold) {
   at::Tensor in_c2 = at::empty({n}, X.options().dtype(at::kByte));
   at::Tensor chosen = at::empty({n}, X.options().dtype(at::kLong));
   at::Tensor chosen_count = at::empty({1}, X.options().dtype(at::kLong));
-  choose_kernel<<<1, kThreads, 0, current_stream()>>>(score_ptr, order.data_ptr<int64_t>(),
-                                                      rows.total.data_ptr<double>(), rows.finite.data_ptr<uint8_t>(),
-                                                      n, c2_size, threshold, in_c2.data_ptr<uint8_t>(),
-                                                      chosen.data_ptr<int64_t>(), chosen_count.data_ptr<int64_t>());
+  choose_kernel<<<1, kThreads, 0, current_stream()>>>(
+      score_ptr, order.data_ptr<int64_t>(), rows.total.data_ptr<double>(), rows.finite.data_ptr<uint8_t>(), n, c2_size,
+      threshold, in_c2.data_ptr<uint8_t>(), chosen.data_ptr<int64_t>(), chosen_count.data_ptr<int64_t>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   at::Tensor out = at::empty({d}, X.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, X.scalar_type(), "byzagg_brsgd_result_cuda", [&] {

@@ -1,7 +1,9 @@
-// The SIMD sorting-network path of the coordinate-wise kernel, written once and compiled
-// per ISA: coordinate_avx512.cpp and coordinate_avx2.cpp include this file inside a
-// `#pragma GCC target` region and a namespace that defines Vf / Vd (float / double vector
-// types, GCC vector extensions) and vmin / vmax for them.
+// The SIMD sorting-network path of the coordinate-wise kernel, written once as templates on
+// an ISA's vector traits `Simd` (types Vf / Vd of float / double lanes, static min / max on
+// them) and compiled per ISA: coordinate_avx512.cpp and coordinate_avx2.cpp include this
+// header after their `#pragma GCC target` and instantiate it with their traits.
+// Everything here has internal linkage (an unnamed namespace): each translation unit keeps
+// its own copy, compiled for its ISA.
 //
 // Lanes are coordinates: a block of kLanes consecutive coordinates of the n rows is loaded
 // as n vectors and sorted by the network of P = n rounded up to a multiple of 8 rows (the
@@ -11,32 +13,42 @@
 // csrc/core/window.h, so the result equals the scalar path's. NaN: a block that holds one
 // has its NaNs replaced by +inf and counted per lane, and the top positions of each lane
 // get NaN back after the sort (NaN is ordered after +inf).
+#pragma once
 
-template <typename acc_t>
-struct Vec;
-template <>
-struct Vec<float> {
-  using type = Vf;
-};
-template <>
-struct Vec<double> {
-  using type = Vd;
-};
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+#include <utility>
 
-template <typename acc_t>
-constexpr int kLanes = static_cast<int>(sizeof(typename Vec<acc_t>::type) / sizeof(acc_t));
+#include "../core/sorting_network.h"
+#include "../core/window.h"
+#include "coordinate_network.h"
 
-template <typename V>
+#define BYZAGG_ALWAYS_INLINE inline __attribute__((always_inline))
+
+namespace byzagg {
+namespace cpu {
+namespace {
+
+// The vector of acc_t (float or double) of the ISA.
+template <class Simd, typename acc_t>
+using Vec = std::conditional_t<std::is_same_v<acc_t, float>, typename Simd::Vf, typename Simd::Vd>;
+
+template <class Simd, typename acc_t>
+constexpr int kLanes = static_cast<int>(sizeof(Vec<Simd, acc_t>) / sizeof(acc_t));
+
+template <class Simd, typename V>
 BYZAGG_ALWAYS_INLINE void exchange(V& a, V& b) {
-  const V lo = vmin(a, b);
-  b = vmax(a, b);
+  const V lo = Simd::min(a, b);
+  b = Simd::max(a, b);
   a = lo;
 }
 
-template <int P, core::NetworkOutputs Outputs, typename V, std::size_t... I>
+template <class Simd, int P, core::NetworkOutputs Outputs, typename V, std::size_t... I>
 BYZAGG_ALWAYS_INLINE void sort_lanes(V* x, std::index_sequence<I...>) {
   using Net = core::SortingNetwork<P, Outputs>;
-  (exchange(x[Net::kBuilt.comparators[I].lo], x[Net::kBuilt.comparators[I].hi]), ...);
+  (exchange<Simd>(x[Net::kBuilt.comparators[I].lo], x[Net::kBuilt.comparators[I].hi]), ...);
 }
 
 template <typename V, typename acc_t>
@@ -74,11 +86,11 @@ BYZAGG_ALWAYS_INLINE V take_out_nan(V* x, std::index_sequence<I...>) {
   return count;
 }
 
-template <typename acc_t, typename V>
+template <class Simd, typename acc_t, typename V>
 BYZAGG_ALWAYS_INLINE bool any_lane(V v) {
   using Bits = std::conditional_t<sizeof(acc_t) == 4, uint32_t, uint64_t>;
   bool any = false;
-  for (int l = 0; l < kLanes<acc_t>; ++l) {
+  for (int l = 0; l < kLanes<Simd, acc_t>; ++l) {
     Bits bits;
     std::memcpy(&bits, reinterpret_cast<const char*>(&v) + l * sizeof(acc_t), sizeof(Bits));
     any |= bits != 0;
@@ -91,19 +103,19 @@ BYZAGG_ALWAYS_INLINE void copy_lanes(V* to, const V* from, std::index_sequence<I
   ((to[I] = from[I]), ...);
 }
 
-template <int P, core::NetworkOutputs Outputs, typename acc_t>
+template <class Simd, int P, core::NetworkOutputs Outputs, typename acc_t>
 BYZAGG_ALWAYS_INLINE void network_block(const acc_t* const* rows, int64_t c0, int n, int64_t f,
                                         core::CoordinateRule rule, acc_t* out) {
-  using V = typename Vec<acc_t>::type;
+  using V = Vec<Simd, acc_t>;
   using core::CoordinateRule;
   const V zero = V{};
   const V nan = zero + std::numeric_limits<acc_t>::quiet_NaN();
   const int low = Outputs == core::NetworkOutputs::kMiddle ? P / 2 - (n + 1) / 2 : 0;
   V x[P];
-  const bool has_nan = any_lane<acc_t>(load_block<V>(x, rows, c0, low, n, std::make_index_sequence<P>{}));
+  const bool has_nan = any_lane<Simd, acc_t>(load_block<V>(x, rows, c0, low, n, std::make_index_sequence<P>{}));
   V nan_count = zero;
   if (has_nan) nan_count = take_out_nan<V, acc_t>(x, std::make_index_sequence<P>{});
-  sort_lanes<P, Outputs>(x, std::make_index_sequence<core::SortingNetwork<P, Outputs>::kCount>{});
+  sort_lanes<Simd, P, Outputs>(x, std::make_index_sequence<core::SortingNetwork<P, Outputs>::kCount>{});
   // Data position p (padded position p + low) held NaN if p >= n - nan_count.
   auto with_nan = [&](V value, int p) { return nan_count >= acc_t(n - p) ? nan : value; };
 
@@ -130,9 +142,8 @@ BYZAGG_ALWAYS_INLINE void network_block(const acc_t* const* rows, int64_t c0, in
     if (rule == CoordinateRule::kTrimmedMean) {
       result = range_sum(f, n - f) / acc_t(middle);
     } else {
-      const V center = rule == CoordinateRule::kMeaMed
-                           ? (n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / acc_t(2))
-                           : range_sum(f, n - f) / acc_t(middle);
+      const V center = rule == CoordinateRule::kMeaMed ? (n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / acc_t(2))
+                                                       : range_sum(f, n - f) / acc_t(middle);
       const int64_t k = n - f;
       V start = zero;
       for (int64_t s = 0; s < n - k; ++s) start = (v[s + k] - center) < (center - v[s]) ? start + acc_t(1) : start;
@@ -148,15 +159,15 @@ BYZAGG_ALWAYS_INLINE void network_block(const acc_t* const* rows, int64_t c0, in
   std::memcpy(out, &result, sizeof(V));
 }
 
-template <int P, typename acc_t>
+template <class Simd, int P, typename acc_t>
 __attribute__((noinline)) void network_columns(const acc_t* const* rows, int n, int64_t begin, int64_t end, int64_t f,
                                                core::CoordinateRule rule, acc_t* out) {
-  constexpr int L = kLanes<acc_t>;
+  constexpr int L = kLanes<Simd, acc_t>;
   for (int64_t c0 = begin; c0 + L <= end; c0 += L) {
     if (rule == core::CoordinateRule::kMedian) {
-      network_block<P, core::NetworkOutputs::kMiddle>(rows, c0, n, f, rule, out + c0);
+      network_block<Simd, P, core::NetworkOutputs::kMiddle>(rows, c0, n, f, rule, out + c0);
     } else {
-      network_block<P, core::NetworkOutputs::kAll>(rows, c0, n, f, rule, out + c0);
+      network_block<Simd, P, core::NetworkOutputs::kAll>(rows, c0, n, f, rule, out + c0);
     }
   }
 }
@@ -167,14 +178,14 @@ __attribute__((noinline)) void network_columns(const acc_t* const* rows, int n, 
 // form where every compare-exchange puts the lesser value at the lower row (each merge
 // starts by comparing row i with its mirror in the block): rows n .. P - 1 would hold +inf
 // padding, which such a comparator never moves, so the comparators that touch them are
-// skipped and the padding is never stored. Each compare-exchange is one vmin and one vmax
+// skipped and the padding is never stored. Each compare-exchange is one min and one max
 // over the lanes. The columns come out one after another in NaN-last order for the caller
 // to apply the window (core/window.h) to; min/max leave a zero's sign aside, as above.
-template <typename acc_t>
+template <class Simd, typename acc_t>
 __attribute__((noinline)) void bitonic_sort(const acc_t* const* rows, int64_t n, int64_t c0, acc_t* stage,
                                             acc_t* sorted) {
-  using V = typename Vec<acc_t>::type;
-  constexpr int L = kLanes<acc_t>;
+  using V = Vec<Simd, acc_t>;
+  constexpr int L = kLanes<Simd, acc_t>;
   const int64_t P = bitonic_rows(n);
   const V zero = V{};
   const V pos_inf = zero + std::numeric_limits<acc_t>::infinity();
@@ -183,8 +194,8 @@ __attribute__((noinline)) void bitonic_sort(const acc_t* const* rows, int64_t n,
     acc_t* a = stage + lo * L;
     acc_t* b = stage + hi * L;
     const V x = load_lanes<V, acc_t>(a), y = load_lanes<V, acc_t>(b);
-    store(a, vmin(x, y));
-    store(b, vmax(x, y));
+    store(a, Simd::min(x, y));
+    store(b, Simd::max(x, y));
   };
   V count = zero;
   for (int64_t r = 0; r < n; ++r) {
@@ -215,40 +226,28 @@ __attribute__((noinline)) void bitonic_sort(const acc_t* const* rows, int64_t n,
   }
 }
 
-void sort_columns(const float* const* rows, int64_t n, int64_t c0, float* stage, float* sorted) {
-  bitonic_sort<float>(rows, n, c0, stage, sorted);
-}
-
-void sort_columns(const double* const* rows, int64_t n, int64_t c0, double* stage, double* sorted) {
-  bitonic_sort<double>(rows, n, c0, stage, sorted);
-}
-
-template <typename acc_t>
-int64_t columns(const acc_t* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f,
-                core::CoordinateRule rule, acc_t* out) {
-  constexpr int L = kLanes<acc_t>;
+template <class Simd, typename acc_t>
+int64_t columns(const acc_t* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f, core::CoordinateRule rule,
+                acc_t* out) {
+  constexpr int L = kLanes<Simd, acc_t>;
   const int64_t vector_end = begin + (end - begin) / L * L;
   const int rows_count = static_cast<int>(n);
   switch ((n + 7) / 8) {
-    case 1: network_columns<8>(rows, rows_count, begin, vector_end, f, rule, out); break;
-    case 2: network_columns<16>(rows, rows_count, begin, vector_end, f, rule, out); break;
-    case 3: network_columns<24>(rows, rows_count, begin, vector_end, f, rule, out); break;
-    case 4: network_columns<32>(rows, rows_count, begin, vector_end, f, rule, out); break;
-    case 5: network_columns<40>(rows, rows_count, begin, vector_end, f, rule, out); break;
-    case 6: network_columns<48>(rows, rows_count, begin, vector_end, f, rule, out); break;
-    case 7: network_columns<56>(rows, rows_count, begin, vector_end, f, rule, out); break;
-    case 8: network_columns<64>(rows, rows_count, begin, vector_end, f, rule, out); break;
+    case 1: network_columns<Simd, 8>(rows, rows_count, begin, vector_end, f, rule, out); break;
+    case 2: network_columns<Simd, 16>(rows, rows_count, begin, vector_end, f, rule, out); break;
+    case 3: network_columns<Simd, 24>(rows, rows_count, begin, vector_end, f, rule, out); break;
+    case 4: network_columns<Simd, 32>(rows, rows_count, begin, vector_end, f, rule, out); break;
+    case 5: network_columns<Simd, 40>(rows, rows_count, begin, vector_end, f, rule, out); break;
+    case 6: network_columns<Simd, 48>(rows, rows_count, begin, vector_end, f, rule, out); break;
+    case 7: network_columns<Simd, 56>(rows, rows_count, begin, vector_end, f, rule, out); break;
+    case 8: network_columns<Simd, 64>(rows, rows_count, begin, vector_end, f, rule, out); break;
     default: return begin;
   }
   return vector_end;
 }
 
-int64_t coordinate_columns(const float* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f,
-                           core::CoordinateRule rule, float* out) {
-  return columns<float>(rows, n, begin, end, f, rule, out);
-}
+}  // namespace
+}  // namespace cpu
+}  // namespace byzagg
 
-int64_t coordinate_columns(const double* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f,
-                           core::CoordinateRule rule, double* out) {
-  return columns<double>(rows, n, begin, end, f, rule, out);
-}
+#undef BYZAGG_ALWAYS_INLINE

@@ -1,15 +1,47 @@
 // Block kernels of the iterative rules (centered clipping, geometric median, BrSGD's mean),
 // written once and compiled per ISA: iterative_avx512.cpp and iterative_avx2.cpp include
-// this file inside a `#pragma GCC target` region, iterative_kernels.cpp for the baseline ISA
-// (and for float16 / bfloat16 through its own load8 overloads). Torch-free.
+// this header after their `#pragma GCC target`, iterative.cpp for the baseline ISA
+// (which also serves float16 and bfloat16). Everything here has internal linkage (an
+// unnamed namespace), so each translation unit keeps its own copy, compiled for its ISA, and
+// no copy can stand in for another at link time. Torch-free.
 //
 // Arithmetic in float64 on 8 lanes (a GCC vector of 8 doubles: one zmm, two ymm or four xmm
 // registers): lane l of a row sum takes the coordinates c0 + 8k + l, the tail coordinates go
 // to a scalar sum, and the lanes are added in a fixed order. No contraction into FMA
-// (ISO mode, and fp-contract=off where FMA is enabled), so every ISA gives the same bits.
-//
-// Expects before the include: V8d (8 doubles), V8f (8 floats), and load8 / to_double for
-// the element types used.
+// (fp-contract=off), so every ISA gives the same bits.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "iterative_passes.h"
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+namespace byzagg {
+namespace cpu {
+namespace {
+
+typedef double V8d __attribute__((vector_size(64)));
+typedef float V8f __attribute__((vector_size(32)));
+#define BYZAGG_PASS_INLINE inline __attribute__((always_inline))
+
+inline double to_double(double x) { return x; }
+// float, float16 and bfloat16 (both convert to float exactly)
+template <typename T>
+inline double to_double(T x) {
+  return static_cast<double>(static_cast<float>(x));
+}
+
+// float16 and bfloat16: lane by lane (float and double have vector loads below)
+template <typename T>
+BYZAGG_PASS_INLINE V8d load8(const T* p) {
+  V8d v;
+  for (int l = 0; l < 8; ++l) v[l] = to_double(p[l]);
+  return v;
+}
 
 BYZAGG_PASS_INLINE V8d load8(const double* p) {
   V8d v;
@@ -25,9 +57,7 @@ BYZAGG_PASS_INLINE V8d load8(const float* p) {
 
 BYZAGG_PASS_INLINE void store8(double* p, V8d v) { std::memcpy(p, &v, sizeof(v)); }
 
-BYZAGG_PASS_INLINE double lane_sum(V8d v) {
-  return ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
-}
+BYZAGG_PASS_INLINE double lane_sum(V8d v) { return ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7])); }
 
 // Software prefetch distance, in elements: the rows are read in chunks of a block's width,
 // a row after the other, which the hardware prefetchers follow poorly.
@@ -77,8 +107,8 @@ BYZAGG_PASS_INLINE void row_sum(const T* x, const double* v, int64_t c0, int64_t
 // sums[i] = sum over [c0, c1) of (x_i - v)^2 for the rows with use[i]; when probe is set,
 // probe[i] = sum of x_i * 0 (0 for a finite row, NaN otherwise).
 template <typename T>
-BYZAGG_PASS_INLINE void row_sums_impl(const T* X, int64_t n, int64_t d, const uint8_t* use, const double* v,
-                                      int64_t c0, int64_t c1, double* sums, double* probe) {
+BYZAGG_PASS_INLINE void row_sums_impl(const T* X, int64_t n, int64_t d, const uint8_t* use, const double* v, int64_t c0,
+                                      int64_t c1, double* sums, double* probe) {
   for (int64_t i = 0; i < n; ++i) {
     if (!use[i]) continue;
     if (probe) {
@@ -372,3 +402,17 @@ void gm_step(const T* X, int64_t n, int64_t d, const uint8_t* use, const double*
              double* z, double* s, int64_t c0, int64_t c1, double* y, double* q0, double* b, double* e) {
   gm_step_impl(X, n, d, use, beta, beta_sum, lam, z, s, c0, c1, y, q0, b, e);
 }
+
+// The block kernels of this translation unit's copy, for element type T.
+template <typename T>
+PassKernels<T> block_kernels() {
+  return {&row_sums<T>, &clip_update<T>, &combine<T>, &row_l1<T>, &brsgd_scores<T>, &gm_step<T>};
+}
+
+#undef BYZAGG_PASS_INLINE
+
+}  // namespace
+}  // namespace cpu
+}  // namespace byzagg
+
+#pragma GCC diagnostic pop

@@ -3,10 +3,10 @@
 //
 // Fast path (2 <= n <= 64, AVX-512 or AVX2, chosen at run time): SIMD lanes are
 // coordinates, each block of columns sorted at once by a compile-time sorting network
-// (coordinate_network.inc). It uses the arithmetic of window.h in the same order, so it
+// (coordinate_simd.h). It uses the arithmetic of window.h in the same order, so it
 // gives the scalar path's values (a zero's sign aside: min/max do not order -0 and +0).
 // 64 < n <= 4096 (AVX-512 or AVX2): the same with a bitonic network of run-time size over
-// a block of columns staged in memory (coordinate_network.inc). Half precision is widened
+// a block of columns staged in memory (coordinate_simd.h). Half precision is widened
 // to float a block of columns at a time for both. Other CPUs, longer columns and the tail
 // columns take the scalar path: per column an insertion sort (n <= 32), or for longer
 // columns a partial order (core/partial_order.h: selection, then a sort of the part the
@@ -40,8 +40,8 @@ constexpr int64_t kInsertionSortMax = 32;
 // Scalar path: gather a few columns, order each, apply the rule.
 
 template <typename scalar_t>
-void scalar_columns(const scalar_t* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f,
-                    CoordinateRule rule, at::opmath_type<scalar_t>* out) {
+void scalar_columns(const scalar_t* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f, CoordinateRule rule,
+                    at::opmath_type<scalar_t>* out) {
   using acc_t = at::opmath_type<scalar_t>;
   std::vector<acc_t> columns(static_cast<size_t>(n * kScalarColumnsPerBlock));
   for (int64_t c0 = begin; c0 < end; c0 += kScalarColumnsPerBlock) {
@@ -62,19 +62,15 @@ void scalar_columns(const scalar_t* const* rows, int64_t n, int64_t begin, int64
   }
 }
 
-
 // ---------------------------------------------------------------------------------------
 
 template <typename acc_t>
-int64_t network_columns(cpu::NetworkIsa isa, const acc_t* const* rows, int64_t n, int64_t begin, int64_t end,
-                        int64_t f, CoordinateRule rule, acc_t* out) {
+int64_t network_columns(cpu::NetworkIsa isa, const acc_t* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f,
+                        CoordinateRule rule, acc_t* out) {
   switch (isa) {
-    case cpu::NetworkIsa::kAvx512:
-      return cpu::avx512::coordinate_columns(rows, n, begin, end, f, rule, out);
-    case cpu::NetworkIsa::kAvx2:
-      return cpu::avx2::coordinate_columns(rows, n, begin, end, f, rule, out);
-    default:
-      return begin;
+    case cpu::NetworkIsa::kAvx512: return cpu::avx512::coordinate_columns(rows, n, begin, end, f, rule, out);
+    case cpu::NetworkIsa::kAvx2: return cpu::avx2::coordinate_columns(rows, n, begin, end, f, rule, out);
+    default: return begin;
   }
 }
 
@@ -82,8 +78,8 @@ int64_t network_columns(cpu::NetworkIsa isa, const acc_t* const* rows, int64_t n
 // range sorted by the ISA's bitonic network, then the window of window.h per column;
 // returns where the scalar path takes over.
 template <typename acc_t>
-int64_t bitonic_columns(cpu::NetworkIsa isa, const acc_t* const* rows, int64_t n, int64_t begin, int64_t end,
-                        int64_t f, CoordinateRule rule, acc_t* out) {
+int64_t bitonic_columns(cpu::NetworkIsa isa, const acc_t* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f,
+                        CoordinateRule rule, acc_t* out) {
   const int64_t lanes = (isa == cpu::NetworkIsa::kAvx512 ? 64 : 32) / static_cast<int64_t>(sizeof(acc_t));
   std::vector<acc_t> stage(static_cast<size_t>(n * lanes));  // rows >= n are never touched
   std::vector<acc_t> sorted(static_cast<size_t>(n * lanes));
@@ -94,7 +90,8 @@ int64_t bitonic_columns(cpu::NetworkIsa isa, const acc_t* const* rows, int64_t n
     } else {
       cpu::avx2::sort_columns(rows, n, c0, stage.data(), sorted.data());
     }
-    for (int64_t l = 0; l < lanes; ++l) out[c0 + l] = core::coordinate_rule_of_sorted(sorted.data() + l * n, n, f, rule);
+    for (int64_t l = 0; l < lanes; ++l)
+      out[c0 + l] = core::coordinate_rule_of_sorted(sorted.data() + l * n, n, f, rule);
   }
   return c0;
 }
@@ -107,6 +104,7 @@ void coordinate_rule_cpu_kernel(const scalar_t* const* rows, int64_t n, int64_t 
   // (cpu_isa() is asked for every n, so that a wrong BYZAGG_CPU_ISA is an error for every n.)
   const cpu::NetworkIsa best = cpu::network_isa();
   const cpu::NetworkIsa isa = n >= 2 && n <= cpu::kMaxBitonicRows ? best : cpu::NetworkIsa::kGeneric;
+  cpu::record_isa(cpu::Family::kCoordinate, isa);
   auto vector_columns = [&](const acc_t* const* from, int64_t begin, int64_t end, acc_t* to) {
     return n <= cpu::kMaxNetworkRows ? network_columns(isa, from, n, begin, end, f, rule, to)
                                      : bitonic_columns(isa, from, n, begin, end, f, rule, to);
@@ -137,15 +135,9 @@ void coordinate_rule_cpu_kernel(const scalar_t* const* rows, int64_t n, int64_t 
   });
 }
 
-void check_matrix(const at::Tensor& G, const char* name) {
-  TORCH_CHECK(G.dim() == 2, name, ": G must be 2-D (n, d), got ", G.dim(), " dimensions");
-  TORCH_CHECK(G.is_floating_point(), name, ": G must have a floating dtype, got ", G.scalar_type());
-  TORCH_CHECK(G.size(0) > 0 && G.size(1) > 0, name, ": empty input, got n=", G.size(0), ", d=", G.size(1));
-}
-
 at::Tensor coordinate_rule_cpu(const at::Tensor& G, int64_t f, CoordinateRule rule) {
   const char* name = core::coordinate_rule_name(rule);
-  check_matrix(G, name);
+  check_matrix(G, name, c10::DeviceType::CPU);
   check_f_nonnegative(name, G.size(0), f);
   TORCH_CHECK(core::coordinate_rule_accepts(G.size(0), f, rule), name, " requires n > 2f, got n=", G.size(0),
               ", f=", f);
@@ -161,16 +153,14 @@ at::Tensor phocas_cpu(const at::Tensor& G, int64_t f) { return coordinate_rule_c
 
 }  // namespace
 
-at::Tensor cpu::coordinate_rule(const at::Tensor& G, const std::vector<int64_t>& rows, int64_t f,
-                                CoordinateRule rule) {
-  check_matrix(G, core::coordinate_rule_name(rule));
+at::Tensor cpu::coordinate_rule(const at::Tensor& G, const std::vector<int64_t>& rows, int64_t f, CoordinateRule rule) {
+  check_matrix(G, core::coordinate_rule_name(rule), c10::DeviceType::CPU);
   const at::Tensor X = G.contiguous();
   const int64_t d = X.size(1);
   const int64_t n = rows.empty() ? X.size(0) : static_cast<int64_t>(rows.size());
   const bool window_fits =
       rule == CoordinateRule::kMedian || (rule == CoordinateRule::kMeaMed ? f <= n - 1 : core::n_above_2f(n, f));
-  TORCH_CHECK(f >= 0 && window_fits, core::coordinate_rule_name(rule), ": no window of values left, n=", n,
-              ", f=", f);
+  TORCH_CHECK(f >= 0 && window_fits, core::coordinate_rule_name(rule), ": no window of values left, n=", n, ", f=", f);
   const auto acc_dtype = X.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   at::Tensor out = at::empty({d}, X.options().dtype(acc_dtype));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, X.scalar_type(), "byzagg_coordinate_rule_cpu", [&] {

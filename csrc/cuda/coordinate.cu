@@ -43,7 +43,8 @@ __device__ __forceinline__ acc_t load_value(const scalar_t* X, const int64_t* ro
 template <typename acc_t>
 __device__ __forceinline__ acc_t rule_of_sorted(const acc_t* v, int64_t n, int64_t f, CoordinateRule rule,
                                                 bool skip_nan) {
-  return skip_nan ? core::coordinate_rule_of_sorted_numbers(v, n, f, rule) : core::coordinate_rule_of_sorted(v, n, f, rule);
+  return skip_nan ? core::coordinate_rule_of_sorted_numbers(v, n, f, rule)
+                  : core::coordinate_rule_of_sorted(v, n, f, rule);
 }
 
 template <typename scalar_t, typename acc_t, int N, NetworkOutputs Outputs>
@@ -64,7 +65,7 @@ __global__ void shared_sort_kernel(const scalar_t* __restrict__ X, const int64_t
                                    const uint8_t* __restrict__ mask, int64_t n, int64_t d, int64_t f,
                                    CoordinateRule rule, int64_t padded, int64_t tile, acc_t* __restrict__ out) {
   extern __shared__ unsigned char shared_bytes[];
-  acc_t* columns = reinterpret_cast<acc_t*>(shared_bytes);           // tile x padded values
+  acc_t* columns = reinterpret_cast<acc_t*>(shared_bytes);             // tile x padded values
   uint8_t* pad = reinterpret_cast<uint8_t*>(columns + tile * padded);  // 1 where a value is padding
   const int64_t c0 = blockIdx.x * tile;
   const int64_t width = d - c0 < tile ? d - c0 : tile;
@@ -104,8 +105,8 @@ __global__ void shared_sort_kernel(const scalar_t* __restrict__ X, const int64_t
 
 // One thread per column of the (d, n) row-major matrix S of sorted columns.
 template <typename acc_t>
-__global__ void sorted_columns_kernel(const acc_t* __restrict__ S, int64_t n, int64_t d, int64_t f,
-                                      CoordinateRule rule, bool skip_nan, acc_t* __restrict__ out) {
+__global__ void sorted_columns_kernel(const acc_t* __restrict__ S, int64_t n, int64_t d, int64_t f, CoordinateRule rule,
+                                      bool skip_nan, acc_t* __restrict__ out) {
   const int64_t c = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (c >= d) return;
   out[c] = rule_of_sorted(S + c * n, n, f, rule, skip_nan);
@@ -134,14 +135,10 @@ void coordinate_rule_typed(const at::Tensor& X, const at::Tensor& rows, const ui
   acc_t* o = out.data_ptr<acc_t>();
   if (n <= kNetworkMaxRows) {
     switch ((n + kNetworkStep - 1) / kNetworkStep) {
-      case 1:
-        return launch_network<scalar_t, acc_t, 16>(x, r, mask, n, d, f, rule, o);
-      case 2:
-        return launch_network<scalar_t, acc_t, 32>(x, r, mask, n, d, f, rule, o);
-      case 3:
-        return launch_network<scalar_t, acc_t, 48>(x, r, mask, n, d, f, rule, o);
-      default:
-        return launch_network<scalar_t, acc_t, 64>(x, r, mask, n, d, f, rule, o);
+      case 1: return launch_network<scalar_t, acc_t, 16>(x, r, mask, n, d, f, rule, o);
+      case 2: return launch_network<scalar_t, acc_t, 32>(x, r, mask, n, d, f, rule, o);
+      case 3: return launch_network<scalar_t, acc_t, 48>(x, r, mask, n, d, f, rule, o);
+      default: return launch_network<scalar_t, acc_t, 64>(x, r, mask, n, d, f, rule, o);
     }
   }
   int64_t padded = 1;
@@ -150,8 +147,9 @@ void coordinate_rule_typed(const at::Tensor& X, const at::Tensor& rows, const ui
   const int64_t tile = std::min<int64_t>(kSharedBytes / per_column, kThreads);
   if (n <= kSharedMaxRows && tile >= 1) {
     const size_t bytes = static_cast<size_t>(tile * per_column);
-    shared_sort_kernel<scalar_t, acc_t><<<static_cast<unsigned>(blocks_for(d, tile)), kThreads, bytes,
-                                          current_stream()>>>(x, r, mask, n, d, f, rule, padded, tile, o);
+    shared_sort_kernel<scalar_t, acc_t>
+        <<<static_cast<unsigned>(blocks_for(d, tile)), kThreads, bytes, current_stream()>>>(x, r, mask, n, d, f, rule,
+                                                                                            padded, tile, o);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     return;
   }

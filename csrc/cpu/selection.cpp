@@ -1,6 +1,6 @@
-// CPU kernels of the Krum family on the exact distance matrix: krum_scores, krum (and
-// multi_krum through it), nnm, medoid; Bulyan is in bulyan_kernel.cpp. One pass over G
-// computes the distances (distance_kernels.cpp); selections run on the n x n matrix
+// CPU kernels of the rules that select rows on the exact distance matrix: krum_scores,
+// krum (and multi_krum through it), bulyan, nnm, medoid, mda. One pass over G
+// computes the distances (distances.cpp); selections run on the n x n matrix
 // (csrc/core/selection.h); a last pass averages the selected rows.
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -9,12 +9,16 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "../core/mda.h"
 #include "../checks.h"
 #include "../core/selection.h"
+#include "../core/window.h"
+#include "coordinate.h"
 #include "distances.h"
+#include "isa.h"
 
 namespace byzagg {
 namespace cpu {
@@ -23,20 +27,10 @@ namespace {
 // Coordinates per block when averaging rows: the rows' blocks stay in L1/L2.
 constexpr int64_t kMeanColumns = 1024;
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-// Compiled for AVX-512, AVX2 and the baseline; the loader picks one (the same sums in the
-// same order in each: only the width of the vectors differs).
-#define BYZAGG_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define BYZAGG_VECTOR_CLONES
-#endif
-
 // acc[c] = (((acc[c] + rows[0][c]) + rows[1][c]) + ...): the rows added in the order given,
 // four at a time so that acc is loaded and stored once per four rows.
 template <typename T>
-#if defined(__GNUC__)
-__attribute__((always_inline))  // compiled inside each clone, for its instruction set
-#endif
+__attribute__((always_inline))  // compiled inside each ISA's copy below, for its instructions
 inline void add_rows_in_order(T* acc, const T* const* rows, int64_t count, int64_t width) {
   int64_t r = 0;
   for (; r + 4 <= count; r += 4) {
@@ -51,17 +45,31 @@ inline void add_rows_in_order(T* acc, const T* const* rows, int64_t count, int64
   }
 }
 
-BYZAGG_VECTOR_CLONES void add_rows(float* acc, const float* const* rows, int64_t count, int64_t width) {
+// One copy per ISA, chosen with cpu_isa() (the same sums in the same order in each: only
+// the width of the vectors differs).
+#if defined(__x86_64__) && defined(__GNUC__)
+template <typename T>
+__attribute__((target("avx512f"))) void add_rows_avx512(T* acc, const T* const* rows, int64_t count, int64_t width) {
   add_rows_in_order(acc, rows, count, width);
 }
+template <typename T>
+__attribute__((target("avx2"))) void add_rows_avx2(T* acc, const T* const* rows, int64_t count, int64_t width) {
+  add_rows_in_order(acc, rows, count, width);
+}
+#endif
 
-BYZAGG_VECTOR_CLONES void add_rows(double* acc, const double* const* rows, int64_t count, int64_t width) {
+template <typename T>
+void add_rows(Isa isa, T* acc, const T* const* rows, int64_t count, int64_t width) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (isa == Isa::kAvx512) return add_rows_avx512(acc, rows, count, width);
+  if (isa == Isa::kAvx2) return add_rows_avx2(acc, rows, count, width);
+#endif
   add_rows_in_order(acc, rows, count, width);
 }
 
 // Half precision: each row converted to float, then added (the same order).
 template <typename scalar_t>
-void add_rows(float* acc, const scalar_t* const* rows, int64_t count, int64_t width) {
+void add_widened_rows(float* acc, const scalar_t* const* rows, int64_t count, int64_t width) {
   for (int64_t r = 0; r < count; ++r) {
     const scalar_t* x = rows[r];
     for (int64_t c = 0; c < width; ++c) acc[c] = acc[c] + static_cast<float>(x[c]);
@@ -74,6 +82,8 @@ template <typename scalar_t>
 void mean_of_row_sets(const scalar_t* X, int64_t d, const std::vector<std::vector<int64_t>>& sets, scalar_t* out) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t outputs = static_cast<int64_t>(sets.size());
+  const Isa isa = std::is_same_v<scalar_t, acc_t> ? cpu_isa() : Isa::kGeneric;
+  record_isa(Family::kSelection, isa);
   at::parallel_for(0, d, kMeanColumns, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> acc(static_cast<size_t>(kMeanColumns));
     std::vector<const scalar_t*> rows;
@@ -84,7 +94,11 @@ void mean_of_row_sets(const scalar_t* X, int64_t d, const std::vector<std::vecto
         rows.clear();
         for (int64_t r : set) rows.push_back(X + r * d + c0);
         std::fill(acc.begin(), acc.begin() + width, acc_t(0));
-        add_rows(acc.data(), rows.data(), static_cast<int64_t>(rows.size()), width);
+        if constexpr (std::is_same_v<scalar_t, acc_t>) {
+          add_rows(isa, acc.data(), rows.data(), static_cast<int64_t>(rows.size()), width);
+        } else {
+          add_widened_rows(acc.data(), rows.data(), static_cast<int64_t>(rows.size()), width);
+        }
         const acc_t count = static_cast<acc_t>(set.size());
         scalar_t* dst = out + o * d + c0;
         for (int64_t c = 0; c < width; ++c) dst[c] = static_cast<scalar_t>(acc[c] / count);
@@ -104,7 +118,7 @@ at::Tensor row_set_means(const at::Tensor& X, const std::vector<std::vector<int6
 }
 
 at::Tensor krum_scores_cpu(const at::Tensor& G, int64_t f) {
-  check_matrix_argument(G, "krum_scores");
+  check_matrix(G, "krum_scores", c10::DeviceType::CPU);
   check_krum_f("krum_scores", G.size(0), f);
   check_square_temporaries("krum_scores", G.size(0), 16.0);  // distances and neighbour lists
   const SquaredDistances dist = squared_distances(G);
@@ -115,7 +129,7 @@ at::Tensor krum_scores_cpu(const at::Tensor& G, int64_t f) {
 }
 
 at::Tensor krum_cpu(const at::Tensor& G, int64_t f, int64_t m) {
-  check_matrix_argument(G, "krum");
+  check_matrix(G, "krum", c10::DeviceType::CPU);
   const int64_t n = G.size(0);
   check_krum_f("krum", n, f);
   check_krum_m(n, f, m);
@@ -127,7 +141,7 @@ at::Tensor krum_cpu(const at::Tensor& G, int64_t f, int64_t m) {
 }
 
 at::Tensor nnm_cpu(const at::Tensor& G, int64_t f) {
-  check_matrix_argument(G, "nnm");
+  check_matrix(G, "nnm", c10::DeviceType::CPU);
   const int64_t n = G.size(0);
   check_n_above_2f("nnm", n, f);
   check_square_temporaries("nnm", n, 16.0);  // distances and neighbourhoods
@@ -143,7 +157,7 @@ at::Tensor nnm_cpu(const at::Tensor& G, int64_t f) {
 }
 
 at::Tensor medoid_cpu(const at::Tensor& G) {
-  check_matrix_argument(G, "medoid");
+  check_matrix(G, "medoid", c10::DeviceType::CPU);
   check_square_temporaries("medoid", G.size(0), 8.0);
   const SquaredDistances dist = squared_distances(G);
   return G.select(0, core::medoid_row(dist.D2.data(), dist.n, dist.finite.data())).clone(at::MemoryFormat::Contiguous);
@@ -165,7 +179,7 @@ int64_t capped_binomial(int64_t n, int64_t f) {
 }
 
 at::Tensor mda_cpu(const at::Tensor& G, int64_t f) {
-  check_matrix_argument(G, "mda");
+  check_matrix(G, "mda", c10::DeviceType::CPU);
   const int64_t n = G.size(0);
   check_n_above_2f("mda", n, f);
   TORCH_CHECK(capped_binomial(n, f) <= kMdaMaxSubsets, "mda requires C(n, f) <= ", kMdaMaxSubsets,
@@ -184,12 +198,29 @@ at::Tensor mda_cpu(const at::Tensor& G, int64_t f) {
   return row_set_means(X, {kept}).reshape({X.size(1)});
 }
 
+// Bulyan: the repeated Krum selection on the n x n matrix only (csrc/core/selection.h),
+// then per coordinate the MeaMed window of the selected rows (the shared coordinate-wise
+// kernel).
+at::Tensor bulyan_cpu(const at::Tensor& G, int64_t f) {
+  check_matrix(G, "bulyan", c10::DeviceType::CPU);
+  const int64_t n = G.size(0);
+  check_bulyan_f(n, f);
+  check_square_temporaries("bulyan", n, 16.0);
+  const at::Tensor X = G.contiguous();
+  const SquaredDistances dist = squared_distances(X);
+  const std::vector<int64_t> selected = core::bulyan_select(dist.D2.data(), n, dist.finite.data(), f);
+  // MeaMed over the theta = n - 2f selected rows with f' = 2f keeps the beta = theta - 2f
+  // values nearest their median: Bulyan's last step.
+  return coordinate_rule(X, selected, 2 * f, core::CoordinateRule::kMeaMed);
+}
+
 }  // namespace
 }  // namespace cpu
 
 TORCH_LIBRARY_IMPL(byzagg, CPU, m) {
   m.impl("krum_scores", &cpu::krum_scores_cpu);
   m.impl("krum", &cpu::krum_cpu);
+  m.impl("bulyan", &cpu::bulyan_cpu);
   m.impl("nnm", &cpu::nnm_cpu);
   m.impl("medoid", &cpu::medoid_cpu);
   m.impl("mda", &cpu::mda_cpu);

@@ -26,6 +26,7 @@
 #define BYZAGG_X86_DISPATCH 0
 #endif
 
+#include "../checks.h"
 #include "../core/distances.h"
 #include "distances.h"
 #include "isa.h"
@@ -69,8 +70,8 @@ double pair_sum_double_generic(const float* x, const float* y, int64_t len) {
 #if BYZAGG_X86_DISPATCH
 // The same generic code compiled where the CPU has FMA: fmaf becomes an instruction
 // instead of a library call (same bits).
-__attribute__((target("avx2,fma"))) void tile_generic_f32_fma(const float* const* a, const float* const* b,
-                                                              int64_t len, double* out) {
+__attribute__((target("avx2,fma"))) void tile_generic_f32_fma(const float* const* a, const float* const* b, int64_t len,
+                                                              double* out) {
   core::tile_squared_sums<kTile, kTile>(a, b, len, out);
 }
 __attribute__((target("avx2,fma"))) void tile_generic_f64_fma(const double* const* a, const double* const* b,
@@ -86,36 +87,35 @@ __attribute__((target("avx2,fma"))) double pair_sum_double_fma(const float* x, c
 // (4 x 4 pairs), 4 + 1 rows in flight. Accumulators are named variables, not an array, so
 // that they stay in registers.
 
-#define BYZAGG_DECLARE_ACCUMULATORS(VEC, ZERO)                                          \
-  VEC acc00 = ZERO, acc01 = ZERO, acc02 = ZERO, acc03 = ZERO, acc10 = ZERO, acc11 = ZERO, \
-      acc12 = ZERO, acc13 = ZERO, acc20 = ZERO, acc21 = ZERO, acc22 = ZERO, acc23 = ZERO, \
-      acc30 = ZERO, acc31 = ZERO, acc32 = ZERO, acc33 = ZERO
+#define BYZAGG_DECLARE_ACCUMULATORS(VEC, ZERO)                                                                        \
+  VEC acc00 = ZERO, acc01 = ZERO, acc02 = ZERO, acc03 = ZERO, acc10 = ZERO, acc11 = ZERO, acc12 = ZERO, acc13 = ZERO, \
+      acc20 = ZERO, acc21 = ZERO, acc22 = ZERO, acc23 = ZERO, acc30 = ZERO, acc31 = ZERO, acc32 = ZERO, acc33 = ZERO
 
 // One step of 4 x 4 pairs on one vector of coordinates at k; LOAD(pointer) loads a vector.
-#define BYZAGG_TILE_STEP(VEC, LOAD, SUB, FMA)                              \
-  do {                                                                     \
+#define BYZAGG_TILE_STEP(VEC, LOAD, SUB, FMA)                                             \
+  do {                                                                                    \
     const VEC x0 = LOAD(a0 + k), x1 = LOAD(a1 + k), x2 = LOAD(a2 + k), x3 = LOAD(a3 + k); \
-    VEC y, d0, d1, d2, d3;                                                 \
-    y = LOAD(b0 + k);                                                      \
-    d0 = SUB(x0, y), d1 = SUB(x1, y), d2 = SUB(x2, y), d3 = SUB(x3, y);    \
-    acc00 = FMA(d0, d0, acc00), acc10 = FMA(d1, d1, acc10);                \
-    acc20 = FMA(d2, d2, acc20), acc30 = FMA(d3, d3, acc30);                \
-    y = LOAD(b1 + k);                                                      \
-    d0 = SUB(x0, y), d1 = SUB(x1, y), d2 = SUB(x2, y), d3 = SUB(x3, y);    \
-    acc01 = FMA(d0, d0, acc01), acc11 = FMA(d1, d1, acc11);                \
-    acc21 = FMA(d2, d2, acc21), acc31 = FMA(d3, d3, acc31);                \
-    y = LOAD(b2 + k);                                                      \
-    d0 = SUB(x0, y), d1 = SUB(x1, y), d2 = SUB(x2, y), d3 = SUB(x3, y);    \
-    acc02 = FMA(d0, d0, acc02), acc12 = FMA(d1, d1, acc12);                \
-    acc22 = FMA(d2, d2, acc22), acc32 = FMA(d3, d3, acc32);                \
-    y = LOAD(b3 + k);                                                      \
-    d0 = SUB(x0, y), d1 = SUB(x1, y), d2 = SUB(x2, y), d3 = SUB(x3, y);    \
-    acc03 = FMA(d0, d0, acc03), acc13 = FMA(d1, d1, acc13);                \
-    acc23 = FMA(d2, d2, acc23), acc33 = FMA(d3, d3, acc33);                \
+    VEC y, d0, d1, d2, d3;                                                                \
+    y = LOAD(b0 + k);                                                                     \
+    d0 = SUB(x0, y), d1 = SUB(x1, y), d2 = SUB(x2, y), d3 = SUB(x3, y);                   \
+    acc00 = FMA(d0, d0, acc00), acc10 = FMA(d1, d1, acc10);                               \
+    acc20 = FMA(d2, d2, acc20), acc30 = FMA(d3, d3, acc30);                               \
+    y = LOAD(b1 + k);                                                                     \
+    d0 = SUB(x0, y), d1 = SUB(x1, y), d2 = SUB(x2, y), d3 = SUB(x3, y);                   \
+    acc01 = FMA(d0, d0, acc01), acc11 = FMA(d1, d1, acc11);                               \
+    acc21 = FMA(d2, d2, acc21), acc31 = FMA(d3, d3, acc31);                               \
+    y = LOAD(b2 + k);                                                                     \
+    d0 = SUB(x0, y), d1 = SUB(x1, y), d2 = SUB(x2, y), d3 = SUB(x3, y);                   \
+    acc02 = FMA(d0, d0, acc02), acc12 = FMA(d1, d1, acc12);                               \
+    acc22 = FMA(d2, d2, acc22), acc32 = FMA(d3, d3, acc32);                               \
+    y = LOAD(b3 + k);                                                                     \
+    d0 = SUB(x0, y), d1 = SUB(x1, y), d2 = SUB(x2, y), d3 = SUB(x3, y);                   \
+    acc03 = FMA(d0, d0, acc03), acc13 = FMA(d1, d1, acc13);                               \
+    acc23 = FMA(d2, d2, acc23), acc33 = FMA(d3, d3, acc33);                               \
   } while (0)
 
-#define BYZAGG_STORE_ACCUMULATORS(REDUCE)                                                         \
-  do {                                                                                            \
+#define BYZAGG_STORE_ACCUMULATORS(REDUCE)                                                               \
+  do {                                                                                                  \
     out[0] = REDUCE(acc00), out[1] = REDUCE(acc01), out[2] = REDUCE(acc02), out[3] = REDUCE(acc03);     \
     out[4] = REDUCE(acc10), out[5] = REDUCE(acc11), out[6] = REDUCE(acc12), out[7] = REDUCE(acc13);     \
     out[8] = REDUCE(acc20), out[9] = REDUCE(acc21), out[10] = REDUCE(acc22), out[11] = REDUCE(acc23);   \
@@ -172,16 +172,15 @@ __attribute__((target("avx512f"))) void tile_f64_avx512(const double* const* a, 
 // AVX2 + FMA: two registers per pair hold the 16 float (8 double) lanes, low and high;
 // with 16 registers the 4 x 4 tile runs as four 2 x 2 quarters (8 accumulators).
 
-#define BYZAGG_QUARTER_STEP(VEC, LOAD_LO, LOAD_HI, W, SUB, FMA)                                   \
-  do {                                                                                      \
-    const VEC x0l = LOAD_LO(x0 + k), x0h = LOAD_HI(x0 + k + W), x1l = LOAD_LO(x1 + k),        \
-              x1h = LOAD_HI(x1 + k + W);                                                    \
-    VEC yl = LOAD_LO(y0 + k), yh = LOAD_HI(y0 + k + W), dl, dh;                             \
-    dl = SUB(x0l, yl), dh = SUB(x0h, yh), s00l = FMA(dl, dl, s00l), s00h = FMA(dh, dh, s00h); \
-    dl = SUB(x1l, yl), dh = SUB(x1h, yh), s10l = FMA(dl, dl, s10l), s10h = FMA(dh, dh, s10h); \
-    yl = LOAD_LO(y1 + k), yh = LOAD_HI(y1 + k + W);                                         \
-    dl = SUB(x0l, yl), dh = SUB(x0h, yh), s01l = FMA(dl, dl, s01l), s01h = FMA(dh, dh, s01h); \
-    dl = SUB(x1l, yl), dh = SUB(x1h, yh), s11l = FMA(dl, dl, s11l), s11h = FMA(dh, dh, s11h); \
+#define BYZAGG_QUARTER_STEP(VEC, LOAD_LO, LOAD_HI, W, SUB, FMA)                                                   \
+  do {                                                                                                            \
+    const VEC x0l = LOAD_LO(x0 + k), x0h = LOAD_HI(x0 + k + W), x1l = LOAD_LO(x1 + k), x1h = LOAD_HI(x1 + k + W); \
+    VEC yl = LOAD_LO(y0 + k), yh = LOAD_HI(y0 + k + W), dl, dh;                                                   \
+    dl = SUB(x0l, yl), dh = SUB(x0h, yh), s00l = FMA(dl, dl, s00l), s00h = FMA(dh, dh, s00h);                     \
+    dl = SUB(x1l, yl), dh = SUB(x1h, yh), s10l = FMA(dl, dl, s10l), s10h = FMA(dh, dh, s10h);                     \
+    yl = LOAD_LO(y1 + k), yh = LOAD_HI(y1 + k + W);                                                               \
+    dl = SUB(x0l, yl), dh = SUB(x0h, yh), s01l = FMA(dl, dl, s01l), s01h = FMA(dh, dh, s01h);                     \
+    dl = SUB(x1l, yl), dh = SUB(x1h, yh), s11l = FMA(dl, dl, s11l), s11h = FMA(dh, dh, s11h);                     \
   } while (0)
 
 // 8 double lanes as low (0-3) and high (4-7): (l, l + 4), (l, l + 2), (0, 1).
@@ -193,10 +192,10 @@ __attribute__((target("avx2,fma"))) inline double reduce_pd_avx2(__m256d lo, __m
 
 // 16 float lanes as low (0-7) and high (8-15): (l, l + 8) in double, then as above.
 __attribute__((target("avx2,fma"))) inline double reduce_ps_avx2(__m256 lo, __m256 hi) {
-  const __m256d s8_low = _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(lo)),
-                                       _mm256_cvtps_pd(_mm256_castps256_ps128(hi)));
-  const __m256d s8_high = _mm256_add_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(lo, 1)),
-                                        _mm256_cvtps_pd(_mm256_extractf128_ps(hi, 1)));
+  const __m256d s8_low =
+      _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(lo)), _mm256_cvtps_pd(_mm256_castps256_ps128(hi)));
+  const __m256d s8_high =
+      _mm256_add_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(lo, 1)), _mm256_cvtps_pd(_mm256_extractf128_ps(hi, 1)));
   return reduce_pd_avx2(s8_low, s8_high);
 }
 
@@ -436,7 +435,7 @@ void squared_distances_impl(const scalar_t* X, int64_t n, int64_t d, Isa isa, do
 }
 
 at::Tensor pairwise_distances_cpu(const at::Tensor& G, bool squared) {
-  check_matrix_argument(G, "pairwise_distances");
+  check_matrix(G, "pairwise_distances", c10::DeviceType::CPU);
   check_square_temporaries("pairwise_distances", G.size(0), 16.0 + static_cast<double>(G.element_size()));
   SquaredDistances dist = squared_distances(G);
   const int64_t n = dist.n;
@@ -447,13 +446,6 @@ at::Tensor pairwise_distances_cpu(const at::Tensor& G, bool squared) {
 }
 
 }  // namespace
-
-void check_matrix_argument(const at::Tensor& G, const char* rule) {
-  TORCH_CHECK(G.dim() == 2, rule, ": G must be 2-D (n, d), got ", G.dim(), " dimensions");
-  TORCH_CHECK(G.is_floating_point(), rule, ": G must have a floating dtype, got ", G.scalar_type());
-  TORCH_CHECK(G.size(0) > 0 && G.size(1) > 0, rule, ": empty input, got n=", G.size(0), ", d=", G.size(1));
-  TORCH_CHECK(G.device().is_cpu(), rule, ": expected a CPU tensor, got ", G.device());
-}
 
 namespace {
 
@@ -484,8 +476,9 @@ void check_square_temporaries(const char* rule, int64_t n, double bytes_per_pair
   }
   const double gib = 1024.0 * 1024.0 * 1024.0;
   TORCH_CHECK_WITH(OutOfMemoryError, bytes <= limit, rule, ": n=", n, " rows need about ", bytes / gib,
-                   " GiB of temporary memory (", bytes_per_pair, " bytes per pair of rows, n x n pairs), more than the ",
-                   limit / gib, " GiB available; use fewer rows (e.g. bucketing first) or a coordinate-wise rule");
+                   " GiB of temporary memory (", bytes_per_pair,
+                   " bytes per pair of rows, n x n pairs), more than the ", limit / gib,
+                   " GiB available; use fewer rows (e.g. bucketing first) or a coordinate-wise rule");
 }
 
 SquaredDistances squared_distances(const at::Tensor& G) {
@@ -496,6 +489,7 @@ SquaredDistances squared_distances(const at::Tensor& G) {
   result.D2.assign(static_cast<size_t>(n * n), 0.0);
   result.finite.assign(static_cast<size_t>(n), 1);
   const Isa isa = cpu_isa();
+  record_isa(Family::kDistances, isa);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, X.scalar_type(), "byzagg_squared_distances", [&] {
     squared_distances_impl<scalar_t>(X.data_ptr<scalar_t>(), n, d, isa, result.D2.data());
   });
