@@ -14,16 +14,10 @@ import sys
 import pytest
 import torch
 
-import byzagg
-from byzagg import _ops
 from byzagg import _reference_impl as impl
 
 import definitions as D
-from test_native_distances import native  # torch.ops.byzagg.<op>, or a skip/failure
-
-
-def gen(seed):
-    return torch.Generator().manual_seed(seed)
+from utils import gen, native
 
 
 SHAPES = [(n, d) for n in (1, 2, 3, 4, 5, 7, 9) for d in (1, 7, 8, 9, 31, 32, 33, 100)] + [(6, 2049), (13, 4100)]

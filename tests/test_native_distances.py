@@ -21,37 +21,11 @@ import pytest
 import torch
 
 import byzagg
-from byzagg import _ops, reference
+from byzagg import _rules, reference
 from byzagg import _reference_impl as impl
 
-from conftest import REQUIRE_NATIVE
-
-DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
-TOL = {torch.float64: 1e-12, torch.float32: 2e-6, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
-FORCED_REFERENCE = os.environ.get("BYZAGG_BACKEND", "").lower() == "reference"
-
-
-def native(op):
-    """torch.ops.byzagg.<op>, or a skip (a failure with BYZAGG_REQUIRE_NATIVE=1) when the
-    op has no CPU kernel."""
-    if not _ops.NATIVE_LOADED:
-        if REQUIRE_NATIVE and not FORCED_REFERENCE:
-            pytest.fail(f"BYZAGG_REQUIRE_NATIVE=1 but {_ops.LOAD_STATUS}")
-        pytest.skip(f"no native extension: {_ops.LOAD_STATUS}")
-    if op not in _ops.native_ops("cpu"):
-        pytest.skip(f"{op} has no native CPU kernel")
-    return getattr(torch.ops.byzagg, op)
-
-
-def assert_close(got, want, dtype, what, tol=None):
-    assert got.dtype == want.dtype and got.shape == want.shape, f"{what}: {got.dtype}{tuple(got.shape)}"
-    g, w = got.double(), want.double()
-    assert torch.equal(torch.isnan(g), torch.isnan(w)), f"{what}: NaN pattern differs"
-    assert torch.equal(torch.isinf(g) * g.sign(), torch.isinf(w) * w.sign()), f"{what}: inf pattern differs"
-    finite = torch.isfinite(w)
-    tol = TOL[dtype] if tol is None else tol
-    err = (g[finite] - w[finite]).abs() / w[finite].abs().clamp(min=1.0)
-    assert err.numel() == 0 or err.max() <= tol, f"{what}: max relative error {err.max():.3g} > {tol}"
+from utils import ALL_DTYPES as DTYPES
+from utils import NATIVE_OPS, adversarial_cases, assert_close, gen, native, op_samples, random_cases
 
 
 def relative_close(got, want, tol, what):
@@ -65,45 +39,7 @@ def relative_close(got, want, tol, what):
 
 
 # ---------------------------------------------------------------------------------------
-# Inputs
-
-
-def gen(seed):
-    return torch.Generator().manual_seed(seed)
-
-
-def random_cases(seed=0):
-    g = gen(seed)
-    cases = []
-    for n, d in [(1, 7), (2, 5), (3, 33), (4, 17), (5, 100), (7, 2049), (11, 257), (13, 4100), (51, 700), (67, 90)]:
-        cases.append((f"randn-{n}x{d}", torch.randn(n, d, generator=g, dtype=torch.float64)))
-    return cases
-
-
-def adversarial_cases(seed=1):
-    """(name, float64 matrix, f): the f adversarial rows are the rule's budget."""
-    g = gen(seed)
-    cases = []
-    n, d, f = 15, 300, 3
-    X = torch.randn(n, d, generator=g, dtype=torch.float64)
-    X[n - f :] = 40.0 + 0.01 * torch.randn(f, d, generator=g, dtype=torch.float64)
-    cases.append(("cluster", X, f))
-    X = torch.randn(n, d, generator=g, dtype=torch.float64)
-    signs = torch.where(torch.arange(d) % 2 == 0, 1.0, -1.0).double()
-    for r in range(f):
-        X[2 * r + 1] = 1e30 * signs * (1 + r)
-    cases.append(("huge", X, f))
-    X = torch.randn(n, d, generator=g, dtype=torch.float64)
-    X[1::2] = X[0:-1:2]
-    cases.append(("duplicates", X, f))
-    X = torch.randn(1, d, generator=g, dtype=torch.float64).repeat(n, 1)
-    cases.append(("equal", X, f))
-    X = torch.randint(-2, 3, (n, d), generator=g).double()
-    cases.append(("integers", X, f))
-    X = torch.randn(19, 3000, generator=g, dtype=torch.float64)
-    X[:4] = X[4] + 1e-6 * torch.randn(4, 3000, generator=g, dtype=torch.float64)
-    cases.append(("near-duplicates", X, 4))
-    return cases
+# Inputs (random_cases, adversarial_cases: utils.py)
 
 
 def line_points(positions, d=37):
@@ -390,19 +326,15 @@ def test_nnm_ties():
 # Properties shared by every op
 
 
+# The distance family's native ops; mda (an exact search over subsets, costly for the n here)
+# has its own tests below.
+DISTANCE_OPS = [op for op in NATIVE_OPS if _rules.BY_NAME[op].family == "distance" and op != "mda"]
+
+
 def op_calls(n):
-    """(op, args) for every native distance op on n rows."""
-    calls = [
-        ("pairwise_distances", (False,)),
-        ("pairwise_distances", (True,)),
-        ("krum_scores", (krum_f(n),)),
-        ("krum", (krum_f(n), 1)),
-        ("krum", (krum_f(n), n - krum_f(n))),
-        ("bulyan", ((n - 3) // 4,)),
-        ("nnm", ((n - 1) // 2,)),
-        ("medoid", ()),
-    ]
-    return calls
+    """(op, args) for every native distance op on n rows (the rule table's sample calls and
+    utils.OP_VARIANTS), with the largest f each op accepts."""
+    return op_samples(torch.zeros(n, 1), ops=DISTANCE_OPS)
 
 
 @pytest.mark.parametrize("bad", ["nan", "inf", "-inf", "mixed", "entries"])
