@@ -181,8 +181,9 @@ def bad_row_sets(n, count, seed=0):
 # definition(G, f) or None). An independent copy of the contract on purpose: each call is
 # written out with its plain definition (tests/definitions.py) and the least n is API.md's
 # requirement written again, so that a wrong rule table cannot make these tests agree with
-# it; test_rule_table.py checks the two against each other. Rules without f take f as the
-# number of bad rows they tolerate, with n > 2f.
+# it; test_rule_table.py checks the two against each other (HALF, KRUM and BULYAN also give
+# test_reference_definitions.py its least n). Rules without f take f as the number of bad
+# rows they tolerate, with n > 2f.
 HALF = lambda f: 2 * f + 1  # noqa: E731
 KRUM = lambda f: 2 * f + 3  # noqa: E731
 BULYAN = lambda f: 4 * f + 3  # noqa: E731
