@@ -1,8 +1,9 @@
-"""Shared test switches.
+"""pytest hooks (plain helpers shared by the test modules are in utils.py).
 
 CUDA tests carry the `cuda` marker: without a GPU they are skipped, unless
 BYZAGG_REQUIRE_CUDA=1 turns every such skip into a failure (use it on GPU machines).
-BYZAGG_REQUIRE_NATIVE=1 likewise fails the native tests when the extension did not load.
+BYZAGG_REQUIRE_NATIVE=1 likewise fails the native tests when the extension did not load
+(utils.require_native).
 """
 
 import os
@@ -11,13 +12,7 @@ import pytest
 import torch
 
 REQUIRE_CUDA = os.environ.get("BYZAGG_REQUIRE_CUDA") == "1"
-REQUIRE_NATIVE = os.environ.get("BYZAGG_REQUIRE_NATIVE") == "1"
 CUDA_AVAILABLE = torch.cuda.is_available()
-
-
-def devices():
-    """'cpu', and 'cuda' marked so that it skips (or fails when required) without a GPU."""
-    return ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 
 
 def pytest_runtest_setup(item):

@@ -14,45 +14,17 @@ import torch
 import byzagg
 from byzagg import _ops
 
-from conftest import devices
-from test_native import require_native
+from utils import call_kwargs, devices, op_samples, require_native, sample_matrix
 
 N, D, F = 11, 37, 2
 
 
-def sample_matrix(device, dtype=torch.float32, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(N, D, generator=gen, dtype=dtype).to(device)
+def matrix(device, seed=0):
+    return sample_matrix(N, D, torch.float32, device, seed)
 
 
-def op_samples(G):
-    """(op name, argument tuple after G) for every native op: one place for all tests."""
-    weights = torch.linspace(0.5, 1.5, N, dtype=G.dtype, device=G.device)
-    center = torch.full((D,), 0.25, dtype=G.dtype, device=G.device)
-    return [
-        ("median", ()),
-        ("trimmed_mean", (F,)),
-        ("meamed", (F,)),
-        ("phocas", (F,)),
-        ("pairwise_distances", (False,)),
-        ("pairwise_distances", (True,)),
-        ("krum_scores", (F,)),
-        ("krum", (F, 1)),
-        ("krum", (F, N - F)),
-        ("bulyan", (F,)),
-        ("nnm", (F,)),
-        ("medoid", ()),
-        ("geometric_median", (None, 1e-8, 20, 1e-7)),
-        ("geometric_median", (weights, 1e-8, 20, 0.0)),
-        ("centered_clipping", (1.0, 3, None)),
-        ("centered_clipping", (0.5, 2, center)),
-        ("brsgd", (0.5, float("inf"))),
-        ("brsgd", (0.5, 3.0)),
-        ("mda", (F,)),
-    ]
-
-
-SAMPLE_IDS = [f"{name}-{k}" for k, (name, _) in enumerate(op_samples(torch.zeros(N, D)))]
+# One sample per native op (the rule table's), plus utils.OP_VARIANTS: one place for all tests.
+SAMPLE_IDS = [f"{name}-{k}" for k, (name, _) in enumerate(op_samples(torch.zeros(N, D), F))]
 
 
 def native_op(name, device):
@@ -65,33 +37,15 @@ def native_op(name, device):
 @pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("index", range(len(SAMPLE_IDS)), ids=SAMPLE_IDS)
 def test_opcheck(device, index):
-    G = sample_matrix(device)
-    name, args = op_samples(G)[index]
+    G = matrix(device)
+    name, args = op_samples(G, F)[index]
     op = native_op(name, device)
     torch.library.opcheck(op, (G, *args))
 
 
-RULE_CALLS = {
-    "average": {},
-    "median": {},
-    "trimmed_mean": {"f": F},
-    "meamed": {"f": F},
-    "phocas": {"f": F},
-    "krum": {"f": F},
-    "multi_krum": {"f": F},
-    "bulyan": {"f": F},
-    "medoid": {},
-    "geometric_median": {"max_iter": 10},
-    "mda": {"f": F},
-    "centered_clipping": {"tau": 1.0, "iters": 2},
-    "nnm": {"f": F},
-    "brsgd": {"beta": 0.5},
-}
-
-
-def test_rule_calls_cover_every_rule():
-    # bucketing draws a random permutation: compiled and eager runs draw different ones
-    assert set(RULE_CALLS) == set(byzagg.RULES) - {"bucketing"}
+# Every rule with the rule table's sample call, but bucketing: it draws a random permutation,
+# so compiled and eager runs draw different ones.
+RULE_CALLS = {rule: call_kwargs(rule, F) for rule in byzagg.RULES if rule != "bucketing"}
 
 
 @pytest.mark.parametrize("device", devices())
@@ -99,7 +53,7 @@ def test_rule_calls_cover_every_rule():
 def test_compiled_rule_matches_eager(device, rule):
     require_native(device)
     torch._dynamo.reset()
-    G = sample_matrix(device)
+    G = matrix(device)
     params = RULE_CALLS[rule]
     compiled = torch.compile(lambda X: byzagg.aggregate(rule, X, **params) * 2, fullgraph=True, backend="aot_eager")
     want = byzagg.aggregate(rule, G, **params) * 2
@@ -112,7 +66,7 @@ def test_compiled_rule_matches_eager(device, rule):
 def test_inductor_compiles_around_the_op(device):
     require_native(device)
     torch._dynamo.reset()
-    G = sample_matrix(device)
+    G = matrix(device)
     compiled = torch.compile(lambda X: byzagg.median(X.abs()) + 1, fullgraph=True)
     assert torch.equal(compiled(G), byzagg.median(G.abs()) + 1)
 
@@ -120,8 +74,8 @@ def test_inductor_compiles_around_the_op(device):
 @pytest.mark.cuda
 @pytest.mark.parametrize("index", range(len(SAMPLE_IDS)), ids=SAMPLE_IDS)
 def test_cuda_op_never_synchronises(index):
-    G = sample_matrix("cuda")
-    name, args = op_samples(G)[index]
+    G = matrix("cuda")
+    name, args = op_samples(G, F)[index]
     op = native_op(name, "cuda")
     torch.cuda.synchronize()
     previous = torch.cuda.get_sync_debug_mode()
@@ -136,8 +90,8 @@ def test_cuda_op_never_synchronises(index):
 @pytest.mark.cuda
 @pytest.mark.parametrize("index", range(len(SAMPLE_IDS)), ids=SAMPLE_IDS)
 def test_cuda_graph_capture_and_replay(index):
-    G = sample_matrix("cuda")
-    name, args = op_samples(G)[index]
+    G = matrix("cuda")
+    name, args = op_samples(G, F)[index]
     op = native_op(name, "cuda")
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
@@ -147,7 +101,7 @@ def test_cuda_graph_capture_and_replay(index):
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         captured = op(G, *args)
-    G.copy_(sample_matrix("cuda", seed=1))
+    G.copy_(matrix("cuda", seed=1))
     graph.replay()
     torch.cuda.synchronize()
     assert torch.equal(captured, op(G, *args))

@@ -15,8 +15,14 @@ import torch
 
 import byzagg
 import byzagg.reference as R
+from byzagg import _rules
 
-MODULES = [pytest.param(byzagg, id="byzagg"), pytest.param(R, id="reference")]
+from utils import MODULES, same_bits
+
+# An independent copy of the contract, on purpose: the names, parameters, requirements and
+# least n below are API.md's, written again rather than read from byzagg/_rules.py, so that
+# a wrong row in the rule table fails here instead of being tested against itself.
+# test_the_rule_table_agrees_with_this_copy checks the two against each other.
 
 # Every public function, with parameters valid for n = 7 (bulyan needs n >= 4f + 3).
 N = 7
@@ -76,21 +82,26 @@ def run(module, name, G, **extra):
     return getattr(module, name)(G, **{**params(name), **extra})
 
 
-def same_bits(a, b):
-    ints = {torch.float64: torch.int64, torch.float32: torch.int32, torch.float16: torch.int16, torch.bfloat16: torch.int16}
-    return (
-        a.dtype == b.dtype
-        and a.shape == b.shape
-        and torch.equal(a.contiguous().view(ints[a.dtype]), b.contiguous().view(ints[b.dtype]))
-    )
-
-
 def test_the_public_module_lists_every_rule():
     assert tuple(byzagg.RULES) == tuple(R.RULES)
     assert set(byzagg.RULES) == set(ALL) - {"pairwise_distances", "krum_scores"}
     for name in ALL:
         assert callable(getattr(byzagg, name)) and callable(getattr(R, name)), name
     assert byzagg.MDA_MAX_SUBSETS == 1_000_000
+
+
+def test_the_rule_table_agrees_with_this_copy():
+    """byzagg/_rules.py against this file's copy: the functions, which take f, the
+    requirement texts and the least n."""
+    assert set(_rules.BY_NAME) == set(ALL)
+    assert _rules.RULES_WITH_F == {name for name in ALL if "f" in params(name)}
+    requirements = {rule: requirement for rule, _, _, requirement in PRECONDITIONS}
+    assert {name: text for name, (text, _) in _rules.REQUIREMENTS.items()} == requirements
+    assert set(LEAST_N) == set(_rules.REQUIREMENTS)
+    for rule in LEAST_N:
+        factor = {"bulyan": 4}.get(rule, 2)
+        for f in range(6):
+            assert _rules.least_n(rule, f) == factor * f + LEAST_N[rule], (rule, f)
 
 
 # ----------------------------------------------------------------------------------------

@@ -17,19 +17,14 @@ import torch
 
 import byzagg
 import byzagg.reference as R
-from byzagg import _ops
+from byzagg import _ops, _rules
 
-from test_native import require_native
+from utils import call_kwargs, require_native
 
+# The distance family: every function that builds an n x n matrix (the rule table's sample
+# call, f = 1).
 SQUARE_RULES = {
-    "krum": lambda M, G: M.krum(G, 1),
-    "multi_krum": lambda M, G: M.multi_krum(G, 1),
-    "bulyan": lambda M, G: M.bulyan(G, 1),
-    "nnm": lambda M, G: M.nnm(G, 1),
-    "medoid": lambda M, G: M.medoid(G),
-    "mda": lambda M, G: M.mda(G, 1),
-    "pairwise_distances": lambda M, G: M.pairwise_distances(G),
-    "krum_scores": lambda M, G: M.krum_scores(G, 1),
+    name: (lambda M, G, name=name: getattr(M, name)(G, **call_kwargs(name, 1))) for name in _rules.family("distance")
 }
 
 

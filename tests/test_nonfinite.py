@@ -14,53 +14,11 @@ import math
 import pytest
 import torch
 
-import byzagg
-import byzagg.reference as R
+import definitions as D
+from utils import BAD_VALUES, D_COLS, MODULES, RULE_CASES, assert_finite, bad_row_sets, poisoned, same_bits
+from utils import FLOAT_DTYPES as DTYPES
 
-try:
-    from . import definitions as D
-except ImportError:
-    import definitions as D
-
-MODULES = [pytest.param(byzagg, id="byzagg"), pytest.param(R, id="reference")]
-DTYPES = [pytest.param(torch.float32, id="f32"), pytest.param(torch.float64, id="f64")]
 PATTERNS = ("nan", "posinf", "neginf", "mixed", "entries")
-BAD_VALUES = (math.nan, math.inf, -math.inf)
-D_COLS = 5
-
-
-def poisoned(n, bad_rows, pattern, dtype, seed=0, d=D_COLS):
-    """A seeded (n, d) matrix whose rows `bad_rows` hold non-finite values."""
-    gen = torch.Generator().manual_seed(seed + 31 * n + 7 * len(bad_rows))
-    G = (torch.randn(n, d, generator=gen, dtype=torch.float64) * 2 + 0.5).to(dtype)
-    for r, row in enumerate(bad_rows):
-        if pattern == "nan":
-            G[row] = math.nan
-        elif pattern == "posinf":
-            G[row] = math.inf
-        elif pattern == "neginf":
-            G[row] = -math.inf
-        elif pattern == "mixed":  # NaN, +inf and -inf within one row and across rows
-            for j in range(d):
-                G[row, j] = BAD_VALUES[(r + j) % 3]
-        elif pattern == "entries":  # one bad entry, the rest of the row finite
-            G[row, (3 * r + 1) % d] = BAD_VALUES[r % 3]
-        else:
-            raise AssertionError(pattern)
-    return G
-
-
-def bad_row_sets(n, count, seed=0):
-    """The first `count` rows (lowest indices: tie-breaks must not favour them) and a
-    seeded spread of `count` rows."""
-    gen = torch.Generator().manual_seed(seed + 1000 + n)
-    spread = sorted(torch.randperm(n, generator=gen)[:count].tolist())
-    return {"first": list(range(count)), "spread": spread}
-
-
-def same_bits(a, b):
-    ints = {torch.float64: torch.int64, torch.float32: torch.int32, torch.float16: torch.int16, torch.bfloat16: torch.int16}
-    return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a.view(ints[a.dtype]), b.view(ints[b.dtype]))
 
 
 def finite_rows(G):
@@ -69,11 +27,6 @@ def finite_rows(G):
 
 def tolerance(dtype):
     return 1e-9 if dtype == torch.float64 else 2e-6
-
-
-def assert_finite(out, G, what):
-    assert out.dtype == G.dtype, f"{what}: dtype {out.dtype}, expected {G.dtype}"
-    assert bool(torch.isfinite(out).all()), f"{what}: non-finite result {out.tolist()}\nG={G.tolist()}"
 
 
 def assert_close(out, expected, G, what, rtol=None):
@@ -91,44 +44,12 @@ def assert_close(out, expected, G, what, rtol=None):
 
 
 # ----------------------------------------------------------------------------------------
-# The table: rule -> (least n for f, call(module, G, f), definition(G, f))
-
-HALF = lambda f: 2 * f + 1  # noqa: E731
-KRUM = lambda f: 2 * f + 3  # noqa: E731
-BULYAN = lambda f: 4 * f + 3  # noqa: E731
-
-RULES = {
-    "trimmed_mean": (HALF, lambda M, G, f: M.trimmed_mean(G, f), D.trimmed_mean),
-    "meamed": (HALF, lambda M, G, f: M.meamed(G, f), D.meamed),
-    "phocas": (HALF, lambda M, G, f: M.phocas(G, f), D.phocas),
-    "krum": (KRUM, lambda M, G, f: M.krum(G, f), lambda G, f: D.krum(G, f)),
-    "krum_m2": (KRUM, lambda M, G, f: M.krum(G, f, m=2), lambda G, f: D.krum(G, f, 2)),
-    "multi_krum": (KRUM, lambda M, G, f: M.multi_krum(G, f), D.multi_krum),
-    "bulyan": (BULYAN, lambda M, G, f: M.bulyan(G, f), D.bulyan),
-    "mda": (HALF, lambda M, G, f: M.mda(G, f), D.mda),
-    "nnm": (HALF, lambda M, G, f: M.nnm(G, f), D.nnm),
-    # rules without f: f is the number of bad rows tolerated, with n > 2f
-    "median": (HALF, lambda M, G, f: M.median(G), lambda G, f: D.median(G)),
-    "medoid": (HALF, lambda M, G, f: M.medoid(G), lambda G, f: D.medoid(G)),
-    "geometric_median": (HALF, lambda M, G, f: M.geometric_median(G), None),
-    "centered_clipping": (
-        HALF,
-        lambda M, G, f: M.centered_clipping(G, 1.0, iters=3),
-        lambda G, f: D.centered_clipping(G, 1.0, 3),
-    ),
-    "centered_clipping_center": (
-        HALF,
-        lambda M, G, f: M.centered_clipping(G, 0.7, iters=2, center=torch.full((G.shape[1],), 0.25, dtype=G.dtype)),
-        lambda G, f: D.centered_clipping(G, 0.7, 2, [0.25] * G.shape[1]),
-    ),
-    "brsgd": (HALF, lambda M, G, f: M.brsgd(G), lambda G, f: D.brsgd(G)),
-    "brsgd_threshold": (HALF, lambda M, G, f: M.brsgd(G, beta=0.8, threshold=3.0), lambda G, f: D.brsgd(G, 0.8, 3.0)),
-}
+# The calls: utils.RULE_CASES, case -> (least n for f, call(module, G, f), definition(G, f))
 
 
 def cases():
     out = []
-    for rule, (least_n, _, _) in RULES.items():
+    for rule, (least_n, _, _) in RULE_CASES.items():
         for f in (1, 2, 3):
             if rule == "bulyan" and f == 3:
                 continue  # n = 15: covered by f = 1, 2 at lower cost
@@ -142,7 +63,7 @@ def cases():
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("rule, n, f, count", cases())
 def test_at_most_f_bad_rows_give_a_finite_result(module, dtype, rule, n, f, count):
-    _, call, define = RULES[rule]
+    _, call, define = RULE_CASES[rule]
     for pattern in PATTERNS:
         for where, bad in bad_row_sets(n, count).items():
             G = poisoned(n, bad, pattern, dtype)

@@ -54,16 +54,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import byzagg
-import byzagg.reference as R
-from byzagg import _ops
+from byzagg import _ops, _rules
 
-from test_inputs import same_bits
-from test_native import require_native
-
-try:
-    from . import definitions as D
-except ImportError:
-    import definitions as D
+import definitions as D
+from utils import FLOAT_DTYPES as DTYPES
+from utils import MODULES, call_kwargs, require_native, same_bits
 
 EXAMPLES = int(os.environ.get("BYZAGG_PROPERTY_EXAMPLES", "12"))
 SETTINGS = settings(
@@ -74,12 +69,11 @@ SETTINGS = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 
-MODULES = [pytest.param(byzagg, id="byzagg"), pytest.param(R, id="reference")]
-DTYPES = [pytest.param(torch.float32, id="f32"), pytest.param(torch.float64, id="f64")]
 EPS = {torch.float32: 2.0**-23, torch.float64: 2.0**-52}
 
+# The least n for f of the coordinate-wise property tests: f is the number of Byzantine rows
+# the rule tolerates (the median has no f of its own).
 HALF = lambda f: 2 * f + 1  # noqa: E731  n > 2f
-KRUM = lambda f: 2 * f + 3  # noqa: E731
 BULYAN = lambda f: 4 * f + 3  # noqa: E731
 ANY = lambda f: 1  # noqa: E731
 
@@ -88,39 +82,47 @@ def bucket_generator():
     return torch.Generator().manual_seed(1234)
 
 
-# rule -> (least n for f, call(module, G, f, a, c)); (a, c) is the frame G was moved to
-# (G' = a G + c) so that parameters living in G's space move with it.
+def least_n(rule):
+    """f -> the least n for f of the rule table's requirement (1 for the rules without f)."""
+    return lambda f: _rules.least_n(rule, f)
+
+
+def sample_call(rule):
+    """The rule table's sample call of `rule` (with f where it takes one)."""
+    return lambda M, G, f, a, c: getattr(M, rule)(G, **call_kwargs(rule, f))
+
+
 def _center(G, a, c):
     base = torch.linspace(-0.5, 0.75, G.shape[1], dtype=torch.float64)
     return (a * base + (0.0 if c is None else c.to(torch.float64))).to(G.dtype)
 
 
-CALLS = {
-    "average": (ANY, lambda M, G, f, a, c: M.average(G)),
-    "median": (ANY, lambda M, G, f, a, c: M.median(G)),
-    "trimmed_mean": (HALF, lambda M, G, f, a, c: M.trimmed_mean(G, f)),
-    "meamed": (HALF, lambda M, G, f, a, c: M.meamed(G, f)),
-    "phocas": (HALF, lambda M, G, f, a, c: M.phocas(G, f)),
-    "krum": (KRUM, lambda M, G, f, a, c: M.krum(G, f)),
-    "multi_krum": (KRUM, lambda M, G, f, a, c: M.multi_krum(G, f)),
-    "bulyan": (BULYAN, lambda M, G, f, a, c: M.bulyan(G, f)),
-    "medoid": (ANY, lambda M, G, f, a, c: M.medoid(G)),
-    "geometric_median": (ANY, lambda M, G, f, a, c: M.geometric_median(G, max_iter=40, tol=0.0)),
-    "mda": (HALF, lambda M, G, f, a, c: M.mda(G, f)),
+# rule -> (least n for f, call(module, G, f, a, c)); (a, c) is the frame G was moved to
+# (G' = a G + c) so that parameters living in G's space move with it. Every rule of the
+# table with its sample call, except where the properties need other parameters.
+CALLS = {rule: (least_n(rule), sample_call(rule)) for rule in byzagg.RULES}
+CALLS |= {
+    # a fixed number of iterations: the stopping test tol * ||z|| is not translation invariant
+    "geometric_median": (least_n("geometric_median"), lambda M, G, f, a, c: M.geometric_median(G, max_iter=40, tol=0.0)),
+    # tau and center live in G's space
     "centered_clipping": (
-        ANY,
+        least_n("centered_clipping"),
         lambda M, G, f, a, c: M.centered_clipping(G, 0.75 * abs(a), iters=3, center=_center(G, a, c)),
     ),
-    "nnm": (HALF, lambda M, G, f, a, c: M.nnm(G, f)),
-    "bucketing": (ANY, lambda M, G, f, a, c: M.bucketing(G, 2, generator=bucket_generator())),
-    "brsgd": (ANY, lambda M, G, f, a, c: M.brsgd(G, beta=0.5, threshold=1.5 * abs(a))),
+    # the same permutation every call
+    "bucketing": (least_n("bucketing"), lambda M, G, f, a, c: M.bucketing(G, 2, generator=bucket_generator())),
+    # the threshold is a distance
+    "brsgd": (least_n("brsgd"), lambda M, G, f, a, c: M.brsgd(G, beta=0.5, threshold=1.5 * abs(a))),
 }
-assert set(CALLS) == set(byzagg.RULES)
 
+# The properties' own lists of documented exceptions (module docstring), on purpose.
 # Same bits under a permutation of rows without ties (see the module docstring).
 EXACT_PERMUTATION = {"median", "trimmed_mean", "meamed", "phocas", "krum", "multi_krum", "bulyan", "medoid"}
 # Tie rules that are not symmetric under negation (tested with a > 0 only).
 ONE_SIDED_TIES = {"meamed", "phocas", "bulyan", "brsgd"}
+# The rules whose every coordinate is a mean of a window of sorted values (bulyan's last step
+# included): the property's own list, not the coordinate family of the rule table (brsgd is
+# not such a window; bulyan is of the distance family).
 COORDINATE_RULES = ("median", "trimmed_mean", "meamed", "phocas", "bulyan")
 
 
@@ -452,13 +454,12 @@ def test_krum_family_selects_within_the_honest_bound(module, dtype, kind, data):
 # ----------------------------------------------------------------------------------------
 # Same bits for any number of threads (native kernels)
 
-THREAD_CALLS = {
-    **{rule: call for rule, (_, call) in CALLS.items()},
-    "pairwise_distances": lambda M, G, f, a, c: M.pairwise_distances(G),
-    "krum_scores": lambda M, G, f, a, c: M.krum_scores(G, f),
-}
-THREAD_LEAST_N = {rule: least for rule, (least, _) in CALLS.items()} | {"pairwise_distances": ANY, "krum_scores": KRUM}
-NATIVE_NAME = {"multi_krum": "krum"}
+# Every function of the rule table: the rules as in CALLS, the building blocks with their
+# sample call.
+THREAD_CALLS = {rule: call for rule, (_, call) in CALLS.items()}
+THREAD_CALLS |= {rule.name: sample_call(rule.name) for rule in _rules.TABLE if not rule.aggregation}
+THREAD_LEAST_N = {rule: least for rule, (least, _) in CALLS.items()}
+THREAD_LEAST_N |= {rule.name: least_n(rule.name) for rule in _rules.TABLE if not rule.aggregation}
 
 
 @pytest.mark.parametrize("rule", sorted(THREAD_CALLS))
@@ -466,7 +467,7 @@ NATIVE_NAME = {"multi_krum": "krum"}
 @given(data=st.data())
 def test_native_same_bits_for_1_2_3_threads(rule, data):
     require_native("cpu")
-    if NATIVE_NAME.get(rule, rule) not in _ops.native_ops("cpu"):
+    if _rules.BY_NAME[rule].op not in _ops.native_ops("cpu"):
         pytest.skip(f"{rule} has no native CPU kernel")
     f = data.draw(st.integers(0, 2))
     least = THREAD_LEAST_N[rule](f)

@@ -15,10 +15,8 @@ import torch
 
 import byzagg.reference as R
 
-try:
-    from . import definitions as D
-except ImportError:
-    import definitions as D
+import definitions as D
+from utils import BULYAN, HALF, KRUM
 
 RTOL = 1e-9
 
@@ -88,9 +86,9 @@ def nf_cases(min_n, fs=(0, 1, 2, 3), extra=(0, 1, 4), kinds=KINDS, max_n=15, see
     return out
 
 
-HALF = lambda f: 2 * f + 1  # noqa: E731  n > 2f
-KRUM = lambda f: 2 * f + 3  # noqa: E731
-BULYAN = lambda f: 4 * f + 3  # noqa: E731
+# The least n for f (n > 2f, n >= 2f + 3, n >= 4f + 3): API.md's requirements written again
+# in utils.py on purpose, not read from the rule table; test_rule_table.py checks them
+# against it.
 
 
 # ----------------------------------------------------------------------------------------

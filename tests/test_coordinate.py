@@ -1,9 +1,10 @@
-"""Native kernels (torch.ops.byzagg.*) against the reference, for every dtype and device.
+"""Native kernels of the coordinate-wise rules (median, trimmed_mean, meamed, phocas) against
+the reference, for every dtype and device, every path of the sorting networks and every ISA.
 
-The reference is itself checked against plain definitions in test_reference_definitions.py.
+The reference is itself checked against plain definitions in test_reference_definitions.py;
+brsgd, the coordinate family's other rule, is tested in test_iterative.py.
 """
 
-import json
 import math
 import os
 
@@ -11,40 +12,14 @@ import pytest
 import torch
 
 import byzagg
-from byzagg import _ops, reference
+from byzagg import _rules, reference
 
-from conftest import REQUIRE_NATIVE, devices
+from utils import ALL_DTYPES as DTYPES
+from utils import assert_close, devices, op_args, require_native
 
-DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
-COORDINATE_OPS = ["median", "trimmed_mean", "meamed", "phocas"]
-FORCED_REFERENCE = os.environ.get("BYZAGG_BACKEND", "").lower() == "reference"
-
-
-def require_native(device):
-    if not _ops.NATIVE_LOADED:
-        if REQUIRE_NATIVE and not FORCED_REFERENCE:
-            pytest.fail(f"BYZAGG_REQUIRE_NATIVE=1 but {_ops.LOAD_STATUS}")
-        pytest.skip(f"no native extension: {_ops.LOAD_STATUS}")
-    if not _ops.native_ops(device):
-        pytest.skip(f"the extension has no {device} kernels")
-
-
-def test_built_extension_loads():
-    """If setup.py built the extension, it must load (an ABI mismatch must not go unseen)."""
-    if FORCED_REFERENCE:
-        assert not _ops.NATIVE_LOADED
-        assert "BYZAGG_BACKEND=reference" in byzagg.backend()
-        return
-    if _ops.BUILD_INFO is None and not REQUIRE_NATIVE:
-        pytest.skip("installed without the native extension (BYZAGG_NO_NATIVE)")
-    assert _ops.NATIVE_LOADED, _ops.LOAD_STATUS
-    assert byzagg.backend().startswith("native CPU"), byzagg.backend()
-    assert set(COORDINATE_OPS) <= set(_ops.native_ops("cpu"))
-
-
-def test_backend_reports_reference_reason():
-    text = byzagg.backend("cpu")
-    assert text.startswith("native CPU") or ("reference fallback" in text and ":" in text)
+# The coordinate family's order statistics; brsgd, the family's other rule, takes beta and a
+# threshold and is tested in test_iterative.py.
+COORDINATE_OPS = [name for name in _rules.family("coordinate") if name != "brsgd"]
 
 
 def make_cases(seed=0):
@@ -66,24 +41,6 @@ def make_cases(seed=0):
     return cases
 
 
-def op_args(op, n):
-    """The largest f the rule accepts (n > 2f), a third of it for the trimmed mean."""
-    if op == "median":
-        return ()
-    return ((n - 1) // 3,) if op == "trimmed_mean" else ((n - 1) // 2,)
-
-
-def assert_close(got, want, dtype, what):
-    assert got.dtype == want.dtype and got.shape == want.shape, what
-    g, w = got.double().cpu(), want.double().cpu()
-    same_nonfinite = torch.equal(torch.isnan(g), torch.isnan(w)) and torch.equal(torch.isinf(g) * g.sign(), torch.isinf(w) * w.sign())
-    assert same_nonfinite, f"{what}: non-finite pattern differs"
-    finite = torch.isfinite(w)
-    tol = {torch.float64: 1e-12, torch.float32: 2e-6, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}[dtype]
-    err = (g[finite] - w[finite]).abs() / w[finite].abs().clamp(min=1.0)
-    assert err.numel() == 0 or err.max() <= tol, f"{what}: max relative error {err.max():.3g} > {tol}"
-
-
 @pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("op", COORDINATE_OPS)
@@ -94,7 +51,7 @@ def test_coordinate_ops_match_reference(op, dtype, device):
         G = X.to(device=device, dtype=dtype)
         if not torch.isfinite(G).all():  # 1e30 overflows half precision: covered separately
             continue
-        args = op_args(op, G.shape[0])
+        args = op_args(op, G, (G.shape[0] - 1) // 3 if op == "trimmed_mean" else None)
         assert_close(native(G, *args), ref(G, *args), dtype, f"{op} {name} {dtype}")
 
 
@@ -106,7 +63,7 @@ def test_coordinate_ops_median_bitwise(op, device):
     gen = torch.Generator().manual_seed(3)
     G = torch.randint(-8, 9, (17, 513), generator=gen).float().to(device)
     f = 4
-    args = () if op == "median" else (f,)
+    args = op_args(op, G, f)
     got, want = getattr(torch.ops.byzagg, op)(G, *args), getattr(reference, op)(G, *args)
     assert torch.equal(got, want), f"{op}: max difference {(got - want).abs().max()}"
 
@@ -129,7 +86,7 @@ def test_coordinate_ops_nonfinite(op, dtype, device, bad):
         for i, row in enumerate(torch.randperm(n, generator=gen)[:f]):
             G[row] = values[bad][i % len(values[bad])]
     G = G.to(device)
-    args = () if op == "median" else (f,)
+    args = op_args(op, G, f)
     got = getattr(torch.ops.byzagg, op)(G, *args)
     assert torch.isfinite(got).all(), f"{op}: non-finite result with {f} bad rows"
     assert_close(got, getattr(reference, op)(G, *args), dtype, f"{op} {bad}")
@@ -143,7 +100,7 @@ def test_native_non_contiguous_and_no_mutation(device):
     G = base.t()  # (23, 40), not contiguous
     before = G.clone()
     for op in COORDINATE_OPS:
-        args = () if op == "median" else (5,)
+        args = op_args(op, G, 5)
         got = getattr(byzagg, op)(G, *args)
         assert torch.equal(got, getattr(byzagg, op)(G.contiguous(), *args)), op
         assert torch.equal(G, before), f"{op} modified its input"
@@ -178,12 +135,6 @@ def test_native_op_rejects_bad_input(op):
             fn(torch.randn(6, 4), 3)
 
 
-def test_build_info_is_recorded():
-    if _ops.BUILD_INFO is None:
-        pytest.skip("installed without the native extension")
-    assert _ops.BUILD_INFO["torch"] == torch.__version__, json.dumps(_ops.BUILD_INFO)
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=str)
 def test_coordinate_ops_every_network_size(dtype):
     """Every n of the SIMD network path (2..64, padded to multiples of 8) and both sides of it,
@@ -199,7 +150,7 @@ def test_coordinate_ops_every_network_size(dtype):
             G[0, 60:70] = math.inf
         for op in COORDINATE_OPS:
             for f in ([0] if op == "median" else sorted({0, f_max // 2, f_max})):
-                args = () if op == "median" else (f,)
+                args = op_args(op, G, f)
                 assert_close(
                     getattr(torch.ops.byzagg, op)(G, *args), getattr(reference, op)(G, *args), dtype, f"{op} n={n} f={f}"
                 )
@@ -310,7 +261,7 @@ def test_coordinate_long_columns_every_isa(tmp_path):
             fmax = (n - 1) // 2
             for op in COORDINATE_OPS:
                 for f in ([0] if op == "median" else sorted({0, fmax // 2, fmax})):
-                    a = () if op == "median" else (f,)
+                    a = op_args(op, G, f)
                     assert_close(results["generic"][(n, d, str(dtype), "randn", op, f)], getattr(reference, op)(G, *a),
                                  dtype, f"{op} n={n} f={f} {dtype}")
             # keep the generator in step with LONG_COLUMNS_CODE (ties, nonfinite, nan-count)

@@ -1,11 +1,10 @@
 """Native CPU kernels of the distance-based rules against the reference.
 
-pairwise_distances, krum_scores, krum (multi_krum runs through it), bulyan, nnm, medoid,
-and, once they are native, geometric_median, centered_clipping, brsgd and mda: every
-dtype, random and adversarial inputs (outlier clusters, +-1e30 rows, duplicated rows, all
-rows equal, exact ties for the tie-breaking), at most f non-finite rows, non-contiguous
-input, no mutation, the same bits for 1 and 2 threads, and every vector kernel family the
-CPU has (BYZAGG_CPU_ISA).
+pairwise_distances, krum_scores, krum (multi_krum runs through it), bulyan, nnm, medoid and
+mda: every dtype, random and adversarial inputs (outlier clusters, +-1e30 rows, duplicated
+rows, all rows equal, exact ties for the tie-breaking), at most f non-finite rows,
+non-contiguous input, no mutation, the same bits for 1 and 2 threads, and every vector
+kernel family the CPU has (BYZAGG_CPU_ISA).
 
 Distances of fp16/bf16/fp32 inputs are summed in float chunks added in double, the
 reference sums in double: values agree to a tolerance of the dtype; selections agree
@@ -21,37 +20,11 @@ import pytest
 import torch
 
 import byzagg
-from byzagg import _ops, reference
+from byzagg import _rules, reference
 from byzagg import _reference_impl as impl
 
-from conftest import REQUIRE_NATIVE
-
-DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
-TOL = {torch.float64: 1e-12, torch.float32: 2e-6, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
-FORCED_REFERENCE = os.environ.get("BYZAGG_BACKEND", "").lower() == "reference"
-
-
-def native(op):
-    """torch.ops.byzagg.<op>, or a skip (a failure with BYZAGG_REQUIRE_NATIVE=1) when the
-    op has no CPU kernel."""
-    if not _ops.NATIVE_LOADED:
-        if REQUIRE_NATIVE and not FORCED_REFERENCE:
-            pytest.fail(f"BYZAGG_REQUIRE_NATIVE=1 but {_ops.LOAD_STATUS}")
-        pytest.skip(f"no native extension: {_ops.LOAD_STATUS}")
-    if op not in _ops.native_ops("cpu"):
-        pytest.skip(f"{op} has no native CPU kernel")
-    return getattr(torch.ops.byzagg, op)
-
-
-def assert_close(got, want, dtype, what, tol=None):
-    assert got.dtype == want.dtype and got.shape == want.shape, f"{what}: {got.dtype}{tuple(got.shape)}"
-    g, w = got.double(), want.double()
-    assert torch.equal(torch.isnan(g), torch.isnan(w)), f"{what}: NaN pattern differs"
-    assert torch.equal(torch.isinf(g) * g.sign(), torch.isinf(w) * w.sign()), f"{what}: inf pattern differs"
-    finite = torch.isfinite(w)
-    tol = TOL[dtype] if tol is None else tol
-    err = (g[finite] - w[finite]).abs() / w[finite].abs().clamp(min=1.0)
-    assert err.numel() == 0 or err.max() <= tol, f"{what}: max relative error {err.max():.3g} > {tol}"
+from utils import ALL_DTYPES as DTYPES
+from utils import NATIVE_OPS, adversarial_cases, assert_close, gen, native, op_samples, random_cases
 
 
 def relative_close(got, want, tol, what):
@@ -65,45 +38,7 @@ def relative_close(got, want, tol, what):
 
 
 # ---------------------------------------------------------------------------------------
-# Inputs
-
-
-def gen(seed):
-    return torch.Generator().manual_seed(seed)
-
-
-def random_cases(seed=0):
-    g = gen(seed)
-    cases = []
-    for n, d in [(1, 7), (2, 5), (3, 33), (4, 17), (5, 100), (7, 2049), (11, 257), (13, 4100), (51, 700), (67, 90)]:
-        cases.append((f"randn-{n}x{d}", torch.randn(n, d, generator=g, dtype=torch.float64)))
-    return cases
-
-
-def adversarial_cases(seed=1):
-    """(name, float64 matrix, f): the f adversarial rows are the rule's budget."""
-    g = gen(seed)
-    cases = []
-    n, d, f = 15, 300, 3
-    X = torch.randn(n, d, generator=g, dtype=torch.float64)
-    X[n - f :] = 40.0 + 0.01 * torch.randn(f, d, generator=g, dtype=torch.float64)
-    cases.append(("cluster", X, f))
-    X = torch.randn(n, d, generator=g, dtype=torch.float64)
-    signs = torch.where(torch.arange(d) % 2 == 0, 1.0, -1.0).double()
-    for r in range(f):
-        X[2 * r + 1] = 1e30 * signs * (1 + r)
-    cases.append(("huge", X, f))
-    X = torch.randn(n, d, generator=g, dtype=torch.float64)
-    X[1::2] = X[0:-1:2]
-    cases.append(("duplicates", X, f))
-    X = torch.randn(1, d, generator=g, dtype=torch.float64).repeat(n, 1)
-    cases.append(("equal", X, f))
-    X = torch.randint(-2, 3, (n, d), generator=g).double()
-    cases.append(("integers", X, f))
-    X = torch.randn(19, 3000, generator=g, dtype=torch.float64)
-    X[:4] = X[4] + 1e-6 * torch.randn(4, 3000, generator=g, dtype=torch.float64)
-    cases.append(("near-duplicates", X, 4))
-    return cases
+# Inputs (random_cases, adversarial_cases: utils.py)
 
 
 def line_points(positions, d=37):
@@ -390,19 +325,15 @@ def test_nnm_ties():
 # Properties shared by every op
 
 
+# The distance family's native ops; mda (an exact search over subsets, costly for the n here)
+# has its own tests below.
+DISTANCE_OPS = [op for op in NATIVE_OPS if _rules.BY_NAME[op].family == "distance" and op != "mda"]
+
+
 def op_calls(n):
-    """(op, args) for every native distance op on n rows."""
-    calls = [
-        ("pairwise_distances", (False,)),
-        ("pairwise_distances", (True,)),
-        ("krum_scores", (krum_f(n),)),
-        ("krum", (krum_f(n), 1)),
-        ("krum", (krum_f(n), n - krum_f(n))),
-        ("bulyan", ((n - 3) // 4,)),
-        ("nnm", ((n - 1) // 2,)),
-        ("medoid", ()),
-    ]
-    return calls
+    """(op, args) for every native distance op on n rows (the rule table's sample calls and
+    utils.OP_VARIANTS), with the largest f each op accepts."""
+    return op_samples(torch.zeros(n, 1), ops=DISTANCE_OPS)
 
 
 @pytest.mark.parametrize("bad", ["nan", "inf", "-inf", "mixed", "entries"])
@@ -498,171 +429,6 @@ def test_opcheck_schemas():
     for op, args in op_calls(9):
         fn = native(op)
         torch.library.opcheck(fn, (torch.randn(9, 20),) + args, test_utils=("test_schema", "test_autograd_registration"))
-
-
-# ---------------------------------------------------------------------------------------
-# Iterative rules (float64 arithmetic like the reference)
-
-ITERATIVE_TOL = {torch.float64: 1e-9, torch.float32: 2e-6, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
-
-
-def iterative_cases(seed=20):
-    cases = [(name, X) for name, X in random_cases(seed)]
-    cases += [(name, X) for name, X, _ in adversarial_cases(seed + 1)]
-    return cases
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_geometric_median(dtype):
-    op = native("geometric_median")
-    g = gen(21)
-    for name, X in iterative_cases():
-        G = X.to(dtype)
-        if not torch.isfinite(G).all():
-            continue
-        for args in [(None, 1e-8, 100, 1e-7), (None, 1e-6, 3, 0.0), (None, 1e-8, 1, 1e-7)]:
-            want = impl.geometric_median(G, *args)
-            assert_close(op(G, *args), want, dtype, f"{name} {args} {dtype}", ITERATIVE_TOL[dtype])
-        w = torch.rand(G.shape[0], generator=g, dtype=torch.float64)
-        w[0] = 0.0
-        args = (w.to(dtype), 1e-8, 50, 1e-9)
-        assert_close(op(G, *args), impl.geometric_median(G, *args), dtype, f"{name} weights {dtype}", ITERATIVE_TOL[dtype])
-
-
-def test_geometric_median_objective_and_edge_cases():
-    op = native("geometric_median")
-    G = torch.randn(31, 200, generator=gen(22), dtype=torch.float64)
-    G[:5] += 30
-    z = op(G, None, 1e-8, 1000, 1e-12)
-    objective = lambda v: torch.linalg.vector_norm(G - v, dim=1).sum()  # noqa: E731
-    best = objective(impl.geometric_median(G, None, 1e-8, 5000, 0.0))
-    assert objective(z) <= best * (1 + 1e-5)
-    # No row of positive weight: all NaN, as the reference; max_iter 0: the start, the
-    # coordinate-wise median of the rows of positive weight.
-    nan_rows = G.clone()
-    nan_rows[:] = math.nan
-    assert torch.isnan(op(nan_rows, None, 1e-8, 10, 1e-7)).all()
-    zero = torch.zeros(31, dtype=torch.float64)
-    assert torch.isnan(op(G, zero, 1e-8, 10, 1e-7)).all()
-    assert torch.equal(op(G, None, 1e-8, 0, 1e-7), impl.median(G)), "max_iter=0"
-    w = torch.ones(31, dtype=torch.float64)
-    w[:3] = 0.0
-    assert torch.equal(op(G, w, 1e-8, 0, 1e-7), impl.median(G[3:])), "max_iter=0, zero weights"
-    # A single row, all rows equal: that row.
-    assert_close(op(G[:1], None, 1e-8, 10, 1e-7), G[0], torch.float64, "one row")
-    E = G[:1].repeat(5, 1)
-    assert_close(op(E, None, 1e-8, 10, 1e-7), G[0], torch.float64, "equal rows")
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_centered_clipping(dtype):
-    op = native("centered_clipping")
-    g = gen(23)
-    for name, X in iterative_cases(seed=24):
-        G = X.to(dtype)
-        if not torch.isfinite(G).all():
-            continue
-        center = torch.randn(G.shape[1], generator=g, dtype=torch.float64).to(dtype)
-        for args in [(1.0, 1, None), (0.1, 3, None), (10.0, 2, center), (1e9, 1, center), (1e-3, 5, None)]:
-            want = impl.centered_clipping(G, *args)
-            assert_close(op(G, *args), want, dtype, f"{name} {args[:2]} {dtype}", ITERATIVE_TOL[dtype])
-
-
-def test_centered_clipping_does_not_modify_center():
-    op = native("centered_clipping")
-    G = torch.randn(9, 30, generator=gen(25), dtype=torch.float64)
-    center = torch.randn(30, generator=gen(26), dtype=torch.float64)
-    before = center.clone()
-    op(G, 0.5, 3, center)
-    assert torch.equal(center, before)
-    assert torch.equal(op(G, 0.5, 0, center), center)  # no iteration: the start
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_brsgd(dtype):
-    op = native("brsgd")
-    for name, X in iterative_cases(seed=27):
-        G = X.to(dtype)
-        if not torch.isfinite(G).all():
-            continue
-        n = G.shape[0]
-        scale = float(torch.linalg.vector_norm(G.double() - G.double().median(0).values, ord=1, dim=1).median())
-        for beta, threshold in [(0.5, math.inf), (1.0, math.inf), (0.3, scale / 2), (0.9, scale), (1 / n, 0.0)]:
-            want = impl.brsgd(G, beta, threshold)
-            assert_close(op(G, beta, threshold), want, dtype, f"{name} beta={beta} {dtype}", ITERATIVE_TOL[dtype])
-
-
-def test_brsgd_exact_on_integers():
-    """Small integers: means, medians and sides are exact, so the bits agree."""
-    op = native("brsgd")
-    g = gen(28)
-    for n in (4, 5, 10, 11):
-        G = torch.randint(-3, 4, (n, 700), generator=g).float()
-        for beta, threshold in [(0.5, math.inf), (0.7, 300.0), (0.2, 0.0)]:
-            assert torch.equal(op(G, beta, threshold), impl.brsgd(G, beta, threshold)), (n, beta, threshold)
-
-
-@pytest.mark.parametrize("bad", ["nan", "inf", "-inf", "mixed", "entries"])
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16], ids=str)
-def test_iterative_nonfinite_rows(bad, dtype):
-    n, d, f = 15, 500, 4
-    g = gen(29)
-    G = torch.randn(n, d, generator=g).to(dtype)
-    rows = torch.randperm(n, generator=g)[:f].tolist()
-    for k, r in enumerate(rows):
-        if bad == "entries":
-            G[r, (37 * k) % d] = [math.nan, math.inf, -math.inf][k % 3]
-        elif bad == "mixed":
-            G[r] = [math.nan, math.inf, -math.inf][k % 3]
-        else:
-            G[r] = float(bad)
-    w = torch.rand(n, generator=g, dtype=torch.float64)
-    calls = [
-        ("geometric_median", (None, 1e-8, 100, 1e-7)),
-        ("geometric_median", (w, 1e-8, 20, 1e-7)),
-        ("centered_clipping", (1.0, 3, None)),
-        ("centered_clipping", (0.2, 1, torch.ones(d, dtype=torch.float64))),
-        ("brsgd", (0.5, math.inf)),
-        ("brsgd", (0.5, 20.0)),
-    ]
-    for op, args in calls:
-        got = native(op)(G, *args)
-        assert torch.isfinite(got).all(), f"{op} {bad}: non-finite result with {f} bad rows"
-        assert_close(got, getattr(impl, op)(G, *args), dtype, f"{op} {bad} {dtype}", ITERATIVE_TOL[dtype])
-
-
-def test_iterative_same_bits_for_any_number_of_threads_and_no_mutation():
-    G = torch.randn(30000, 40, generator=gen(30)).t()  # (40, 30000), not contiguous
-    before = G.clone()
-    calls = [
-        ("geometric_median", (None, 1e-8, 20, 1e-7)),
-        ("centered_clipping", (1.0, 3, None)),
-        ("brsgd", (0.5, math.inf)),
-    ]
-    threads = torch.get_num_threads()
-    results = {}
-    try:
-        for t in (1, max(2, threads)):
-            torch.set_num_threads(t)
-            results[t] = [native(op)(G, *args) for op, args in calls]
-    finally:
-        torch.set_num_threads(threads)
-    first, second = results.values()
-    for (op, args), a, b in zip(calls, first, second):
-        assert torch.equal(a, b), f"{op} differs across thread counts"
-        assert torch.equal(a, native(op)(G.contiguous(), *args)), f"{op} non-contiguous"
-    assert torch.equal(G, before)
-
-
-def test_iterative_preconditions():
-    with pytest.raises(RuntimeError, match="brsgd requires 0 < beta <= 1, got beta=1.5"):
-        native("brsgd")(torch.randn(5, 3), 1.5, math.inf)
-    with pytest.raises(RuntimeError, match="centered_clipping: tau must be > 0"):
-        native("centered_clipping")(torch.randn(5, 3), 0.0, 1, None)
-    with pytest.raises(RuntimeError, match="geometric_median: weights must have 5 elements"):
-        native("geometric_median")(torch.randn(5, 3), torch.ones(4), 1e-8, 10, 1e-7)
-    with pytest.raises(RuntimeError, match="centered_clipping: center must have 3 elements"):
-        native("centered_clipping")(torch.randn(5, 3), 1.0, 1, torch.ones(4))
 
 
 # ---------------------------------------------------------------------------------------
