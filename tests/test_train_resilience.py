@@ -1,5 +1,6 @@
 """The resilience-coefficient study (byzagg/train/resilience.py, issue 17)."""
 
+import gzip
 import json
 import math
 
@@ -98,7 +99,7 @@ def test_small_study_writes_table_and_plot(tmp_path):
     )
     assert {(s["rule"], s["n"], s["f"]) for s in result["skipped"]} == {("krum", 4, 1)}
     outcome = R.write_outputs(result, tmp_path)
-    payload = json.loads((tmp_path / "resilience.json").read_text())
+    payload = json.loads(gzip.decompress((tmp_path / "resilience.json.gz").read_bytes()))
     assert len(payload["summary"]) == 5 and len(payload["rows"]) == 5
     table = (tmp_path / "resilience.md").read_text()
     assert "| median | 7 | 1 |" in table and "krum requires" in table
