@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from byzagg.train import cli
 from byzagg.train import resilience as R
 
 
@@ -19,17 +20,19 @@ def test_search_finds_the_mean_unbounded(radius):
     n, f = 11, 2
     H = cloud(n - f, 5)
     objective = R.Objective("average", H, f)
-    found = R.optimise_byzantine(objective, torch.Generator().manual_seed(0), radius=radius, es_iters=20, ascent_steps=3)
+    generator = torch.Generator().manual_seed(0)
+    found = R.optimise_byzantine(objective, generator, radius=radius, es_iters=20, ascent_steps=3)
     # the largest lambda of the mean with rows within `radius` diameters: f * radius / n
     assert found.value == pytest.approx(f * radius / n, rel=1e-6)
 
 
 def test_mean_lambda_grows_without_limit():
     H = cloud(9, 3)
-    values = [
-        R.optimise_byzantine(R.Objective("average", H, 2), torch.Generator().manual_seed(1), radius=r, es_iters=10, ascent_steps=0).value
-        for r in (1e1, 1e2, 1e3, 1e4)
-    ]
+    values = []
+    for r in (1e1, 1e2, 1e3, 1e4):
+        objective = R.Objective("average", H, 2)
+        found = R.optimise_byzantine(objective, torch.Generator().manual_seed(1), radius=r, es_iters=10, ascent_steps=0)
+        values.append(found.value)
     assert all(b > 9 * a for a, b in zip(values, values[1:]))
 
 
@@ -105,3 +108,14 @@ def test_small_study_writes_table_and_plot(tmp_path):
     assert "| median | 7 | 1 |" in table and "krum requires" in table
     assert (tmp_path / "resilience.png").read_bytes()[:4] == b"\x89PNG"
     assert outcome["cases"] == len(payload["rows"])
+
+
+def test_cli_resilience(tmp_path, capsys):
+    argv = ["resilience", "--rules", "median", "--cases", "7,1", "--seeds", "0", "--dims", "2", "--effort", "0.05"]
+    argv += ["--joint-iters", "0", "--only", "clusters", "--out", str(tmp_path)]
+    assert cli.main(argv) == 0
+    payload = json.loads(gzip.decompress((tmp_path / "resilience.json.gz").read_bytes()))
+    assert [r["honest"] for r in payload["rows"]] == ["clusters-d10"]
+    # two tight clusters (f rows at distance 1 from the others): the median's lambda is about f/(n - f)
+    assert payload["rows"][0]["optimised"] == pytest.approx(1 / 6, rel=0.02)
+    assert json.loads(capsys.readouterr().out)["cases"] == 1

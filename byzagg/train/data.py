@@ -586,7 +586,9 @@ class Pipeline:
 # into the training set, in a seeded random order); the same seed gives the same split.
 
 
-def homogeneous_split(labels: torch.Tensor, workers: int, seed: int = 0, num_classes: int | None = None) -> list[torch.Tensor]:
+def homogeneous_split(
+    labels: torch.Tensor, workers: int, seed: int = 0, num_classes: int | None = None
+) -> list[torch.Tensor]:
     if workers < 1:
         raise ValueError(f"homogeneous_split: workers must be >= 1, got {workers}")
     labels = torch.as_tensor(labels).cpu()

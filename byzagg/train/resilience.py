@@ -137,7 +137,9 @@ def design(m: int, f: int, max_d: int, generator: torch.Generator) -> torch.Tens
     return H
 
 
-def honest_sets(n: int, f: int, seeds=(0, 1), dims=(2, 10, 50), design_max_d: int = 64) -> list[tuple[str, torch.Tensor]]:
+def honest_sets(
+    n: int, f: int, seeds=(0, 1), dims=(2, 10, 50), design_max_d: int = 64
+) -> list[tuple[str, torch.Tensor]]:
     """The honest configurations of the study at (n, f): (label, (n - f, d) float64)."""
     m = n - f
     sets = []
@@ -252,7 +254,8 @@ def optimise_byzantine(
     honest mean."""
     H, f, mu, diam = objective.H, objective.f, objective.mu, objective.diam
     limit = radius * diam
-    ts = [t for t in (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 100.0, 1e3, 1e4, 1e6) if t < radius]
+    grid = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 100.0, 1e3, 1e4, 1e6)
+    ts = [t for t in grid if t < radius]
     ts.append(radius)
     best = SearchResult(-1.0, mu.unsqueeze(0).expand(f, -1).clone(), "line", 0)
     for u in directions(H, generator):
@@ -329,7 +332,13 @@ def _ascent(objective: Objective, B0: torch.Tensor, limit: float, steps: int) ->
 
 
 def optimise_joint(
-    rule: str, H: torch.Tensor, B: torch.Tensor, f: int, generator: torch.Generator, iters: int = 600, radius: float = 1e4
+    rule: str,
+    H: torch.Tensor,
+    B: torch.Tensor,
+    f: int,
+    generator: torch.Generator,
+    iters: int = 600,
+    radius: float = 1e4,
 ) -> tuple[float, torch.Tensor, torch.Tensor]:
     """(1+1) evolution strategy over the honest rows and the Byzantine rows together (the
     worst case of the definition over all inputs), from (H, B). Returns (lambda, H, B)."""
@@ -453,7 +462,9 @@ def study(
     for row in rows:
         row.pop("_B")
     return {
-        "definition": "lambda = ||F([B; H]) - mean(H)|| / max_ij ||h_i - h_j|| (Euclidean), B = the f Byzantine rows first",
+        "definition": (
+            "lambda = ||F([B; H]) - mean(H)|| / max_ij ||h_i - h_j|| (Euclidean), B = the f Byzantine rows first"
+        ),
         "settings": {
             "rules": list(rules),
             "cases": [list(c) for c in cases],
@@ -663,6 +674,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--radius", type=float, default=1e4, help="Byzantine rows within this many diameters (1e4)")
     parser.add_argument("--effort", type=float, default=1.0, help="scales the search iterations (default 1)")
     parser.add_argument("--joint-iters", type=int, default=600, help="joint search iterations (0: none)")
+    parser.add_argument(
+        "--only", default="", help="keep the honest sets whose label starts with one of these (comma-separated)"
+    )
+
+
+def _print_progress(item: dict) -> None:
+    rounded = {k: round(v, 1) if isinstance(v, float) else v for k, v in item.items()}
+    print(json.dumps(rounded), file=sys.stderr, flush=True)
 
 
 def command(args) -> int:
@@ -675,8 +694,8 @@ def command(args) -> int:
         radius=args.radius,
         effort=args.effort,
         joint_iters=args.joint_iters,
-        progress=lambda item: print(json.dumps({k: round(v, 1) if isinstance(v, float) else v for k, v in item.items()}),
-                                    file=sys.stderr, flush=True),
+        progress=_print_progress,
+        only=tuple(x for x in args.only.split(",") if x) or None,
     )
     print(json.dumps(write_outputs(result, Path(args.out))))
     return 0
