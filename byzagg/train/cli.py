@@ -178,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("results", nargs="+", help="folders holding run-json/*.json (searched recursively)")
     rep.add_argument("--out", default=None, help="output folder (default <first results folder>/report)")
     rep.add_argument("--no-plots", action="store_true")
+    add_study_commands(sub)
     return parser
 
 
@@ -204,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
             return command_profile(args)
         if args.command == "compress":
             return command_compress(args)
+        if args.command in STUDY_COMMANDS:
+            return STUDY_COMMANDS[args.command](args)
         return command_report(args)
     except (data.DatasetError, ValueError, FileNotFoundError) as error:
         print(f"byzagg-repro: error: {error}", file=sys.stderr)
@@ -369,6 +372,75 @@ def command_report(args) -> int:
     outcome = report.make_report(args.results, args.out, plots=not args.no_plots)
     print(json.dumps({k: v for k, v in outcome.items() if k != "figures"} | {"figures": len(outcome["figures"])}))
     return 0
+
+
+
+# ----------------------------------------------------------------------------------------
+# The momentum and Adam studies (issue 17): resilience coefficients, data splits
+
+
+def add_study_commands(sub) -> None:
+    from . import resilience
+
+    res = sub.add_parser(
+        "resilience",
+        help="the rules' empirical resilience coefficients lambda against the sources' bounds (issue 17)",
+        description=(resilience.__doc__ or "").split("\n\n")[0],
+    )
+    resilience.add_arguments(res)
+
+    split = sub.add_parser(
+        "split",
+        help="split a data set over workers (homogeneous or Dirichlet) and plot it (issue 17)",
+        description="Writes OUT.png (sizes and class mix per worker, like the Adam study's Figure 4.1) "
+        "and OUT.json (the counts per worker and class).",
+    )
+    split.add_argument("--dataset", default="mnist-embedded", choices=data.DATASETS)
+    split.add_argument("--data-dir", default=None, help="folder with the data set files (nothing is downloaded)")
+    split.add_argument("--kind", default="dirichlet", choices=["homogeneous", "dirichlet"])
+    split.add_argument("--workers", type=int, default=17)
+    split.add_argument("--alpha", type=float, default=0.1, help="Dirichlet concentration (default 0.1)")
+    split.add_argument("--seed", type=int, default=0)
+    split.add_argument("--out", default="results/splits/split", help="output path without extension")
+
+
+def command_resilience(args) -> int:
+    from . import resilience
+
+    return resilience.command(args)
+
+
+def command_split(args) -> int:
+    _check_data_dir(args.data_dir)
+    dataset = data.load_dataset(args.dataset, args.data_dir)
+    labels = dataset.train_labels
+    parts = data.make_split(args.kind, labels, args.workers, args.alpha, args.seed, dataset.num_classes)
+    counts = data.split_counts(labels, parts, dataset.num_classes)
+    sizes = counts.sum(1).tolist()
+    described = f"alpha={args.alpha:g}, " if args.kind == "dirichlet" else ""
+    title = (
+        f"{args.dataset}, {args.kind} split over {args.workers} workers ({described}seed {args.seed}): "
+        f"{sum(sizes)} of {len(labels)} training samples used"
+    )
+    out = Path(args.out)
+    data.plot_split(counts, Path(f"{out}.png"), title)
+    summary = {
+        "dataset": args.dataset,
+        "kind": args.kind,
+        "workers": args.workers,
+        "alpha": args.alpha if args.kind == "dirichlet" else None,
+        "seed": args.seed,
+        "train_samples": len(labels),
+        "used": sum(sizes),
+        "sizes": sizes,
+        "counts": counts.tolist(),
+    }
+    experiment.write_json_atomic(Path(f"{out}.json"), summary)
+    print(json.dumps({k: summary[k] for k in ("dataset", "kind", "workers", "used", "sizes")}))
+    return 0
+
+
+STUDY_COMMANDS = {"resilience": command_resilience, "split": command_split}
 
 
 if __name__ == "__main__":

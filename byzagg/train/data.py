@@ -569,3 +569,117 @@ class Pipeline:
             if self.flip_test:
                 x = self.flip(x, generator or self.generator)
             yield x, self.test_y[lo : lo + batch_size]
+
+
+# ----------------------------------------------------------------------------------------
+# Worker data splits (the Adam study, Fabris Section 4.1.1; issue 17)
+#
+# - homogeneous: every worker gets the same number of samples of every class,
+#   floor(smallest class count / workers) of each (the source: MNIST in 15 chunks of 3610 =
+#   361 of each digit, 361 = floor(5421 / 15), 5421 being the count of the rarest digit);
+#   the rest of the samples is left out.
+# - heterogeneous: per class, proportions over the workers drawn from Dirichlet(alpha, ...,
+#   alpha) (the source: alpha = 0.1, a 1 x 17 concentration vector per class); the class's
+#   samples, shuffled, are cut at round(cumulative proportion * count): every sample goes to
+#   exactly one worker, and a worker may get none of a class (or nothing at all).
+# Both take the labels and a seed and return one int64 index tensor per worker (indices
+# into the training set, in a seeded random order); the same seed gives the same split.
+
+
+def homogeneous_split(
+    labels: torch.Tensor, workers: int, seed: int = 0, num_classes: int | None = None
+) -> list[torch.Tensor]:
+    if workers < 1:
+        raise ValueError(f"homogeneous_split: workers must be >= 1, got {workers}")
+    labels = torch.as_tensor(labels).cpu()
+    num_classes = int(labels.max()) + 1 if num_classes is None else num_classes
+    generator = torch.Generator().manual_seed(seed)
+    by_class = [torch.nonzero(labels == c).flatten() for c in range(num_classes)]
+    per = min(len(members) for members in by_class) // workers
+    if per == 0:
+        raise ValueError(f"homogeneous_split: a class has fewer samples than the {workers} workers")
+    parts: list[list[torch.Tensor]] = [[] for _ in range(workers)]
+    for members in by_class:
+        members = members[torch.randperm(len(members), generator=generator)]
+        for w in range(workers):
+            parts[w].append(members[w * per : (w + 1) * per])
+    out = []
+    for chunks in parts:
+        index = torch.cat(chunks)
+        out.append(index[torch.randperm(len(index), generator=generator)])
+    return out
+
+
+def dirichlet_split(
+    labels: torch.Tensor, workers: int, alpha: float = 0.1, seed: int = 0, num_classes: int | None = None
+) -> list[torch.Tensor]:
+    if workers < 1:
+        raise ValueError(f"dirichlet_split: workers must be >= 1, got {workers}")
+    if not alpha > 0:
+        raise ValueError(f"dirichlet_split: alpha must be > 0, got {alpha}")
+    labels = torch.as_tensor(labels).cpu()
+    num_classes = int(labels.max()) + 1 if num_classes is None else num_classes
+    rng = np.random.default_rng(seed)
+    parts: list[list[np.ndarray]] = [[] for _ in range(workers)]
+    for c in range(num_classes):
+        members = torch.nonzero(labels == c).flatten().numpy()
+        members = members[rng.permutation(len(members))]
+        proportions = rng.dirichlet(np.full(workers, float(alpha)))
+        cuts = np.rint(np.cumsum(proportions)[:-1] * len(members)).astype(np.int64)
+        for w, chunk in enumerate(np.split(members, cuts)):
+            parts[w].append(chunk)
+    out = []
+    for chunks in parts:
+        index = np.concatenate(chunks).astype(np.int64)
+        out.append(torch.from_numpy(index[rng.permutation(len(index))]))
+    return out
+
+
+def split_counts(labels: torch.Tensor, parts: list[torch.Tensor], num_classes: int | None = None) -> torch.Tensor:
+    """(workers, classes) sample counts of a split."""
+    labels = torch.as_tensor(labels).cpu()
+    num_classes = int(labels.max()) + 1 if num_classes is None else num_classes
+    return torch.stack([torch.bincount(labels[p], minlength=num_classes) for p in parts])
+
+
+def make_split(kind: str, labels: torch.Tensor, workers: int, alpha: float = 0.1, seed: int = 0, num_classes=None):
+    if kind == "homogeneous":
+        return homogeneous_split(labels, workers, seed, num_classes)
+    if kind in ("dirichlet", "heterogeneous"):
+        return dirichlet_split(labels, workers, alpha, seed, num_classes)
+    raise ValueError(f"unknown split {kind!r}; known: homogeneous, dirichlet (heterogeneous)")
+
+
+def plot_split(counts: torch.Tensor, path, title: str = "") -> None:
+    """Like the source's Figure 4.1: left, each worker's number of samples; right, each
+    worker's class mix (the share of each class in its samples, as a heat map). Written
+    atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .experiment import write_atomic
+
+    counts = counts.to(torch.float64)
+    workers, classes = counts.shape
+    sizes = counts.sum(1)
+    shares = counts / sizes.clamp_min(1).unsqueeze(1)
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.bar(range(workers), sizes.numpy(), color="tab:blue")
+    left.set_xlabel("worker")
+    left.set_ylabel("samples")
+    left.set_xticks(range(workers))
+    left.set_title("local data set sizes", fontsize=10)
+    image = right.imshow(shares.T.numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=1, origin="lower")
+    right.set_xlabel("worker")
+    right.set_ylabel("class")
+    right.set_xticks(range(workers))
+    right.set_yticks(range(classes))
+    right.set_title("class shares per worker", fontsize=10)
+    figure.colorbar(image, ax=right, fraction=0.046)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    write_atomic(Path(path), lambda stream: figure.savefig(stream, format="png", dpi=80), binary=True)
+    plt.close(figure)

@@ -96,3 +96,34 @@ def build_model(name: str, **kwargs) -> nn.Module:
 
 def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+# ----------------------------------------------------------------------------------------
+# The Adam study's MNIST CNN (Fabris, shared/papers/004, Section 4.1.1; issue 17)
+#
+# C(20, 5x5)-ReLU-MaxPool(2)-C(20, 5x5)-ReLU-MaxPool(2)-L(500)-ReLU-L(10)-log-softmax, no
+# padding, stride 1: 28 -> 24 -> 12 -> 8 -> 4, so the first linear layer takes 20 * 4 * 4 =
+# 320 inputs. The source prints the last layer as L(500); it is read as L(10): the layer
+# feeds the log-softmax whose outputs are the class scores of the cross-entropy over the ten
+# MNIST labels, and 490 outputs no label can ever select would only be dead weights (the
+# source's own figure 4.2 is a drawing without sizes). d = 176,050 parameters
+# (520 + 10,020 + 160,500 + 5,010).
+
+
+def mnist_cnn_adam(num_classes: int = 10, channels: int = 20, hidden: int = 500) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(1, channels, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(channels, channels, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(channels * 4 * 4, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, num_classes),
+        nn.LogSoftmax(dim=-1),
+    )
+
+
+MODELS["mnist-cnn-adam"] = mnist_cnn_adam
