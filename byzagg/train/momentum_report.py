@@ -859,6 +859,7 @@ def block_legacy(d: dict) -> str:
         )
     ref = {(r["f"], r["rule"], r["attack"], r["lr"]): r for r in d["fm_gains"]}
     lines += ["", "Gain of worker momentum, legacy clipping vs clipping to 2 (same seeds):", ""]
+    compared = []
     for g in d["legacy_gains"]:
         seeds_g = g["seeds"]
         base = ref.get((g["f"], g["rule"], g["attack"], g["lr"]))
@@ -868,10 +869,24 @@ def block_legacy(d: dict) -> str:
             for s in seeds_g
         ]
         if base:
+            ref_gain = t_interval(ref_diffs)
+            compared.append((g, ref_gain))
             lines.append(
                 f"- {setup_name((g['f'], g['rule'], g['attack'], 'lr%g' % g['lr']))}: legacy {ci(g['gain'])}, "
-                f"clip to 2 {ci(t_interval(ref_diffs))} points"
+                f"clip to 2 {ci(ref_gain)} points"
             )
+    sig = [r for r in rows if not (r["difference"]["low"] <= 0 <= r["difference"]["high"])]
+    largest = max(rows, key=lambda r: abs(r["difference"]["mean"]))
+    same_sign = sum((g["gain"]["mean"] > 0) == (ref["mean"] > 0) for g, ref in compared)
+    lines += [
+        "",
+        f"{len(sig)} of {len(rows)} setups differ beyond the noise (95% t-interval excludes 0); the largest mean "
+        f"difference is {pts(largest['difference']['mean'], True)} points ({largest['rule']}/{largest['attack']}/"
+        f"{largest['momentum']}/lr {largest['lr']:g}). The gain of worker momentum has the same sign under both "
+        f"clippings in {same_sign} of {len(compared)} setups; legacy gains "
+        f"{span([g['gain']['mean'] for g, _ in compared], sign=True)} points against "
+        f"{span([ref['mean'] for _, ref in compared], sign=True)} with clipping to 2.",
+    ]
     return "\n".join(lines)
 
 
