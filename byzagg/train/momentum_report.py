@@ -334,6 +334,7 @@ def requirement(runs: Runs, source: str = "text") -> dict:
     held_runs = held_runs_loss = total_steps = held_steps = 0
     most_steps = longest = 0
     per_rule: dict[str, list[int]] = defaultdict(list)
+    per_setup: dict[str, int] = defaultdict(int)
     smallest: dict[str, float] = {}
     for (f, rule, attack, momentum, lr), by_seed in runs.setups.items():
         if attack == "none":
@@ -348,6 +349,8 @@ def requirement(runs: Runs, source: str = "text") -> dict:
             total_steps += mask.size
             held_steps += held
             held_runs += held > 0
+            if held:
+                per_setup[f"{rule}/{attack}/f={f}/{momentum}/lr {lr_value(lr):g}"] += 1
             held_runs_loss += bool((mask & (loss <= loss[0])).any())
             most_steps = max(most_steps, held)
             longest = max(longest, longest_true_stretch(mask))
@@ -364,6 +367,7 @@ def requirement(runs: Runs, source: str = "text") -> dict:
         "longest_consecutive": longest,
         "runs_with_a_step_by_rule": {rule: sum(h > 0 for h in v) for rule, v in sorted(per_rule.items())},
         "runs_by_rule": {rule: len(v) for rule, v in sorted(per_rule.items())},
+        "runs_with_a_step_by_setup": dict(sorted(per_setup.items())),
         "min_ratio_over_bound_by_rule": smallest,
     }
 
@@ -715,7 +719,18 @@ def block_untested(d: dict) -> str:
         f"({pct(req['fm']['runs_with_a_step'], req['fm']['runs'])}) meet it at >= 1 step, "
         f"{req['fm']['steps_held']} of {req['fm']['steps']} steps ({pct(req['fm']['steps_held'], req['fm']['steps'])}); "
         f"embedded MNIST: {req['em']['runs_with_a_step']} of {req['em']['runs']}. Together {both_held}/{both_runs} "
-        f"runs ({pct(both_held, both_runs)}), all {', '.join(held_rules)}; counting only steps where the loss is not "
+        f"runs ({pct(both_held, both_runs)}): "
+        + ", ".join(
+            f"{k} ({v} run{'s' if v > 1 else ''}{', embedded MNIST' if name == 'em' else ''})"
+            for name in ("fm", "em")
+            for k, v in req[name]["runs_with_a_step_by_setup"].items()
+        )
+        + (
+            "; never with worker momentum"
+            if not any("/worker/" in k for x in req.values() for k in x["runs_with_a_step_by_setup"])
+            else ""
+        )
+        + f"; counting only steps where the loss is not "
         f"above its initial value (the original analysis): {both_loss}/{both_runs} ({pct(both_loss, both_runs)}). "
         f"Longest stretch of consecutive steps: **{longest}**; most steps in one run: {most} (of 300). Krum and "
         f"Bulyan never: their smallest ratio is {kb:.1f}x their bound | {requirement_verdict(both_held / both_runs, longest, most, held_rules)} |",
