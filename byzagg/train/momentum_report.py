@@ -835,11 +835,14 @@ def block_paper_text(d: dict) -> str:
             for r in rs
         )
 
-    k = min(len(r["worker"]["seeds"]) for r in rows)
+    counts = sorted({len(r["worker"]["seeds"]) for r in rows})
+    k = max(counts)
     lines += [
         "",
-        (f"With {k} seeds the t-intervals are wide (t_{{0.975,{k - 1}}} = {student_t_quantile(0.975, k - 1):.2f}). "
-         if k > 1 else "One seed per setup so far: no interval. ")
+        (f"With {k} seeds the t-intervals are wide (t_{{0.975,{k - 1}}} = {student_t_quantile(0.975, k - 1):.2f})"
+         if k > 1 else "One seed per setup: no interval")
+        + (f"; {sum(len(r['worker']['seeds']) < k for r in rows)} setups have fewer seeds (interval infinite). "
+           if len(counts) > 1 else ". ")
         + 
         f"{len(identical)} of {len(rows)} setups give the same max accuracies under both presets (the same rows "
         f"selected at every step, or the same outcome). {len(sig)} of {2 * len(rows)} setup-placements differ beyond "
@@ -933,7 +936,7 @@ def block_runs(d: dict) -> str:
             seeds = sorted({r["config"]["seed"] for r in runs.results})
             setups = len(runs.setups)
             lines.append(
-                f"| {what}, {setups} setups x seeds {', '.join(map(str, seeds))} | Fashion-MNIST | {len(runs.results)} | "
+                f"| {what}, {setups} configurations (setup x momentum placement) x seeds {', '.join(map(str, seeds))} | Fashion-MNIST | {len(runs.results)} | "
                 f"CPU, 1 thread | **done**: `{folder}/` ({wall(runs)}) |"
             )
         else:
