@@ -562,7 +562,9 @@ def block_claims(d: dict) -> str:
         "for Krum and Bulyan, as the paper's Fig. 9) or where Krum is driven useless (empire, f = 24: "
         f"{span([r['server'][0] for r in useless], '{:.0f}')}% at the server, "
         f"{span([r['worker'][0] for r in useless], '{:.0f}')}% at the workers; the paper: worker momentum \"only "
-        "avoids\" the useless model there) |",
+        "avoids\" the useless model there"
+        + text_escape(d)
+        + ") |",
         "| With worker momentum, Bulyan loses only about 1% under \"a little is enough\" (MNIST, f = 12) | ~1% "
         f"(Fig. 2, lr 0.5) | Embedded MNIST, lr 0.5: **{pm(bul_em['worker'])} vs {pm(bul_em['baseline'])} unattacked: "
         + (f"a loss of {pts(bul_em['loss_worker'])} points**" if bul_em["loss_worker"] > 0
@@ -586,6 +588,19 @@ def block_claims(d: dict) -> str:
         "not with the large one |",
     ]
     return "\n".join(lines)
+
+
+def text_escape(d: dict) -> str:
+    """Krum under 'fall of empires' at f = 24 with the paper's-text rules (paper-text runs)."""
+    rows = [r for r in d.get("text_compare", []) if r["rule"] == "krum" and r["attack"] == "empire" and r["f"] == 24]
+    if not rows:
+        return ""
+    seeds = sorted({s for r in rows for s in r["worker"]["seeds"]})
+    return (
+        f"; with the text's Krum (`paper-text`, seeds {', '.join(map(str, seeds))}) worker momentum reaches "
+        f"{span([r['worker']['other'] for r in rows], '{:.0f}')}% there, server momentum "
+        f"{span([r['server']['other'] for r in rows], '{:.0f}')}%: see [paper-text](#the-papers-text-vs-the-original-code-the-paper-text-preset)"
+    )
 
 
 def block_ratio(d: dict) -> str:
@@ -900,10 +915,14 @@ def block_legacy(d: dict) -> str:
         "",
         f"{len(sig)} of {len(rows)} setups differ beyond the noise (95% t-interval excludes 0); the largest mean "
         f"difference is {pts(largest['difference']['mean'], True)} points ({largest['rule']}/{largest['attack']}/"
-        f"{largest['momentum']}/lr {largest['lr']:g}). The gain of worker momentum has the same sign under both "
-        f"clippings in {same_sign} of {len(compared)} setups; legacy gains "
-        f"{span([g['gain']['mean'] for g, _ in compared], sign=True)} points against "
-        f"{span([ref['mean'] for _, ref in compared], sign=True)} with clipping to 2.",
+        f"{largest['momentum']}/lr {largest['lr']:g})."
+        + (
+            f" The gain of worker momentum has the same sign under both clippings in {same_sign} of {len(compared)} "
+            f"setups; legacy gains {span([g['gain']['mean'] for g, _ in compared], sign=True)} points against "
+            f"{span([ref['mean'] for _, ref in compared], sign=True)} with clipping to 2."
+            if compared
+            else ""
+        ),
     ]
     return "\n".join(lines)
 
