@@ -81,7 +81,7 @@ def run(rule, attack, momentum, seed, accuracy, ratio=None, curvature=None, loss
             "curvature": curvature if curvature is not None else [0.0] * steps,
             "loss": loss if loss is not None else [1.0] * steps,
         },
-        "timing": {"wall_s": 1.0},
+        "timing": {"wall_s": 1.0, "steps_per_s": 60.0},
         "environment": env or {"torch": "2.13.0+cpu", "threads": 1},
     }
 
@@ -172,6 +172,15 @@ def test_provenance_says_not_recorded(tmp_path):
     rows = mr.provenance(runs)["rows"]
     assert ["CPU X", "avx2", "2.13.0+cpu", "abc", "1", 1] in rows
     assert ["not recorded", "not recorded", "2.13.0+cpu", "not recorded", "1", 1] in rows
+
+
+def test_byzagg_repro_report_shows_the_provenance(tmp_path, synthetic):
+    from byzagg.train import report
+
+    report.make_report(tmp_path / "syn", tmp_path / "out", plots=False)
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "## Provenance" in text
+    assert "| not recorded | not recorded | 2.13.0+cpu | not recorded | 1 | 9 |" in text
 
 
 def test_compare_presets_pairs_seeds(tmp_path, synthetic):

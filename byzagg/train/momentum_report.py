@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from .experiment import write_atomic
-from .report import load_results, lr_tag
+from .report import PROVENANCE_FIELDS, load_results, lr_tag, provenance_rows
 
 FASHION = "results/paper-mnist-fashion-mnist"
 EMBEDDED = "results/paper-mnist-mnist-embedded"
@@ -401,12 +401,7 @@ def r_effective(p: dict) -> bool:
 def provenance(runs: Runs) -> dict:
     """The machines, SIMD paths, torch builds and thread counts of the runs ("not recorded"
     where an older run file lacks the field), with the number of runs of each."""
-    fields = ("cpu_model", "cpu_isa", "torch", "torch_git", "threads")
-    counts: dict[tuple, int] = defaultdict(int)
-    for r in runs.results:
-        env = r.get("environment", {})
-        counts[tuple(str(env[k]) if env.get(k) is not None else "not recorded" for k in fields)] += 1
-    return {"fields": fields, "rows": [list(k) + [v] for k, v in sorted(counts.items())]}
+    return {"fields": PROVENANCE_FIELDS, "rows": provenance_rows(runs.results)}
 
 
 def compare_presets(reference: Runs, other: Runs) -> list[dict]:
