@@ -606,7 +606,9 @@ def block_ratio(d: dict) -> str:
 
     lower5 = [x for x in r if x["lr"] == 0.5 and x["lower"]]
     near = ", ".join(
-        f"{x['rule']}/{x['attack']}/f={x['f']}: {x['worker']:.3f} against {x['server']:.3f}" for x in lower5
+        f"{x['rule']}/{x['attack']}/f={x['f']}: {x['worker']:.3f} against {x['server']:.3f}"
+        + (", a near tie" if x["factor"] < 1.1 else "")
+        for x in lower5
     )
     s, c = d["fm_same"], d["fm_curvature"]
     late = c["late_median"]
@@ -625,7 +627,7 @@ def block_ratio(d: dict) -> str:
             f"{len([x for x in r if x['lr'] == 0.02])} setups** (f = 12: {span([x['worker'] for x in sub(0.02, 12)], '{:.2f}', 1)} "
             f"against {span([x['server'] for x in sub(0.02, 12)], '{:.1f}', 1)}; f = 24: "
             f"{span([x['worker'] for x in sub(0.02, 24)], '{:.2f}', 1)} against {span([x['server'] for x in sub(0.02, 24)], '{:.2f}', 1)}); "
-            f"**lr 0.5: lower in {len(lower5)}/{len([x for x in r if x['lr'] == 0.5])} only** ({near}, a near tie; f = 12: "
+            f"**lr 0.5: lower in {len(lower5)}/{len([x for x in r if x['lr'] == 0.5])} only** ({near}; f = 12: "
             f"{span([x['worker'] for x in sub(0.5, 12)], '{:.1f}', 1)} against {span([x['server'] for x in sub(0.5, 12)], '{:.1f}', 1)}). "
             f"Embedded MNIST (lr 0.5 only): {em_lower}/{len(d['em_ratio'])}. This matches the",
             "  paper's own qualification (Section 3.2 and Fig. 5a: the decrease needs s_t large enough,",
