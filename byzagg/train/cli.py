@@ -17,6 +17,8 @@ is never replaced without --overwrite. One torch thread per process unless --thr
 
 from __future__ import annotations
 
+import dataclasses
+
 import argparse
 import json
 import os
@@ -146,6 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     grid.add_argument("--seeds", default=None, help="comma-separated seeds (default: the grid's)")
     grid.add_argument("--steps", type=int, default=None, help="override the number of steps")
+    grid.add_argument(
+        "--clip-mode",
+        default=None,
+        choices=["scale", "norm1_legacy"],
+        help="override the preset's clipping (norm1_legacy: the ICLR snapshot's rescaling to norm 1); the run "
+        "ids do not show it: give these runs their own --out",
+    )
     grid.add_argument("--jobs", type=int, default=1, help="runs in parallel processes (default 1)")
     grid.add_argument("--out", default=None, help="results folder (default runs/<grid>-<data set>)")
     grid.add_argument(
@@ -262,6 +271,8 @@ def command_grid(args) -> int:
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
     configs = grids.make_grid(args.name, dataset=args.dataset, preset=args.preset, seeds=seeds, steps=args.steps)
     configs = grids.apply_filters(configs, grids.parse_filters(args.filter))
+    if getattr(args, "clip_mode", None):
+        configs = [dataclasses.replace(c, clip_mode=args.clip_mode) for c in configs]
     if not configs:
         raise ValueError("the filters leave no run")
     out = Path(args.out or f"runs/{args.name}-{configs[0].dataset}")

@@ -138,3 +138,94 @@ def lower_median(G: torch.Tensor) -> torch.Tensor:
 
 def paper_median(G: torch.Tensor) -> torch.Tensor:
     return lower_median(G)
+
+
+# --- The rules as the paper's text states them (`paper-text` preset) -------------------------
+#
+# Section 2.2 and 4.1 of the paper (shared/papers/000_4941c80469e7177e.txt):
+# - Krum (Blanchard et al., 2017): "the score of g is the sum of the distances between g and
+#   its n - f - 2 closest neighbor gradients. Krum outputs the arithmetic mean of the m
+#   smallest-scoring gradients"; "in our experiments, we set m to its maximum: n - f - 2".
+#   The distances are Krum's, i.e. squared Euclidean (the cited definition; the text does not
+#   say "squared", the original code takes plain Euclidean ones with n - f - 1 neighbours).
+# - Median: the coordinate-wise median (n is odd in every setup: the middle value).
+# - Bulyan of Krum: "selects n - 2f - 2 gradients by iterating n - 2f - 2 times over Krum,
+#   each time removing the highest scoring gradient from the input gradient set. From these
+#   n - 2f - 2 >= 2f + 1 selected gradients, Bulyan outputs the coordinate-wise average of the
+#   n - 4f - 2 >= 1 closest coordinate values to the coordinate-wise median"; n >= 4f + 3,
+#   1 <= m <= n - f - 2. So theta = n - 2f - 2 rounds, beta = n - 4f - 2. Round i (0-based)
+#   runs Krum (with m) on the n - i rows left: scores over their n - i - f - 2 nearest rows
+#   (rescored every round), the selected gradient = the mean of the m_i = min(m, n - i - f - 2)
+#   best-scored rows, then the best-scored row ("highest scoring": ranked first, the one Krum
+#   with m = 1 selects, as in El-Mhamdi et al. 2018) leaves the set. m defaults to n - f - 2
+#   as for Krum.
+
+
+def _squared_distances(G: torch.Tensor) -> torch.Tensor:
+    D = byzagg.pairwise_distances(G, squared=True).to(torch.float64)
+    D = torch.where(torch.isfinite(D), D, torch.full_like(D, math.inf))
+    D.fill_diagonal_(math.inf)
+    return D
+
+
+def text_krum_order(D: torch.Tensor, f: int) -> torch.Tensor:
+    """Indices of the rows of the (k, k) squared-distance matrix D (diagonal +inf) ranked by
+    Krum score (sum of the k - f - 2 smallest distances to other rows), stable (ties keep
+    the lower index first)."""
+    k = D.shape[0]
+    return torch.sort(_scores(D, k - f - 2), stable=True).indices
+
+
+def text_krum(G: torch.Tensor, f: int, m: int | None = None) -> torch.Tensor:
+    """The paper's Krum: the mean of the m (default n - f - 2) rows of lowest Krum score
+    (squared distances, n - f - 2 neighbours). Needs n >= 2f + 3."""
+    n = G.shape[0]
+    if f < 1 or n < 2 * f + 3:
+        raise ValueError(f"text_krum requires f >= 1 and n >= 2f + 3, got n={n}, f={f}")
+    m = n - f - 2 if m is None else m
+    if not 1 <= m <= n - f - 2:
+        raise ValueError(f"text_krum requires 1 <= m <= n - f - 2, got n={n}, f={f}, m={m}")
+    order = text_krum_order(_squared_distances(G), f)
+    weights = torch.zeros(n, dtype=G.dtype, device=G.device)
+    weights[order[:m]] = 1.0 / m
+    return weights @ G
+
+
+def text_bulyan_selection(G: torch.Tensor, f: int, m: int | None = None) -> torch.Tensor:
+    """(theta, n) weights of the theta = n - 2f - 2 gradients the paper's Bulyan selects
+    (row i = the Krum output of round i over the rows left; see the comment above)."""
+    n = G.shape[0]
+    if f < 1 or n < 4 * f + 3:
+        raise ValueError(f"text_bulyan requires f >= 1 and n >= 4f + 3, got n={n}, f={f}")
+    m = n - f - 2 if m is None else m
+    if not 1 <= m <= n - f - 2:
+        raise ValueError(f"text_bulyan requires 1 <= m <= n - f - 2, got n={n}, f={f}, m={m}")
+    theta = n - 2 * f - 2
+    D = _squared_distances(G)
+    left = torch.arange(n, device=G.device)
+    weights = torch.zeros(theta, n, dtype=G.dtype, device=G.device)
+    for i in range(theta):
+        order = left[text_krum_order(D[left][:, left], f)]
+        count = min(m, n - i - f - 2)
+        weights[i, order[:count]] = 1.0 / count
+        left = left[left != order[0]]
+    return weights
+
+
+def text_bulyan(G: torch.Tensor, f: int, m: int | None = None) -> torch.Tensor:
+    """The paper's Bulyan of Krum: theta = n - 2f - 2 gradients selected by rescored Krum
+    rounds, then per coordinate the mean of the beta = n - 4f - 2 values closest to the
+    median of the selected ones. Needs n >= 4f + 3."""
+    n = G.shape[0]
+    selected = text_bulyan_selection(G, f, m) @ G
+    beta = n - 4 * f - 2
+    median = byzagg.median(selected)
+    if beta == 1 and selected.shape[0] % 2 == 1:
+        return median  # the value nearest the (middle-value) median is the median itself
+    nearest = torch.topk((selected - median).abs(), beta, dim=0, largest=False).indices
+    return torch.gather(selected, 0, nearest).mean(dim=0)
+
+
+def text_median(G: torch.Tensor) -> torch.Tensor:
+    """The coordinate-wise median (byzagg.median: the middle value for odd n)."""
+    return byzagg.median(G)

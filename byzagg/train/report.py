@@ -256,6 +256,32 @@ def claims_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+PROVENANCE_FIELDS = ("cpu_model", "cpu_isa", "torch", "torch_git", "threads")
+
+
+def provenance_rows(results: list[dict]) -> list[list]:
+    """[cpu model, SIMD path, torch, torch git, threads, number of runs] per distinct
+    environment of these runs; "not recorded" where a run file (older ones) lacks the field."""
+    counts: dict[tuple, int] = defaultdict(int)
+    for r in results:
+        env = r.get("environment", {})
+        counts[tuple(str(env[k]) if env.get(k) is not None else "not recorded" for k in PROVENANCE_FIELDS)] += 1
+    return [list(k) + [v] for k, v in sorted(counts.items())]
+
+
+def provenance_markdown(results: list[dict]) -> str:
+    """Where the runs ran: CPU model, the SIMD path of byzagg's kernels, the torch build and
+    the thread count (bit-identity holds only within one of these rows)."""
+    lines = [
+        "## Provenance",
+        "",
+        "| CPU model | SIMD path | torch | torch git | threads | runs |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [f"| {' | '.join(str(x) for x in row)} |" for row in provenance_rows(results)]
+    return "\n".join(lines) + "\n"
+
+
 PLACEMENT_COLOURS = (("server", "tab:red"), ("worker", "tab:blue"))
 
 
@@ -444,7 +470,9 @@ def make_report(results_dir, out_dir: str | Path | None = None, plots: bool = Tr
     )
     figures = plot_groups(results, out) if plots and results else []
     figures_md = figures_markdown(results, figures)
-    (out / "report.md").write_text(header + table + "\n" + claims_markdown(rows) + (figures_md and "\n" + figures_md))
+    (out / "report.md").write_text(
+        header + table + "\n" + claims_markdown(rows) + "\n" + provenance_markdown(results) + (figures_md and "\n" + figures_md)
+    )
     (out / "summary.json").write_text(json.dumps(rows, indent=1))
     return {"runs": len(results), "setups": len(rows), "out": str(out), "figures": [str(p) for p in figures]}
 
@@ -459,6 +487,6 @@ def _krum_report(results: list[dict], krum_runs: list[dict], first, out: Path, p
         + (f" {len(others)} other run files here are left out: report them from their own folder." if others else "")
         + "\n\n"
     )
-    (out / "report.md").write_text(header + text)
+    (out / "report.md").write_text(header + text + "\n" + provenance_markdown(krum_runs))
     (out / "summary.json").write_text(json.dumps(rows, indent=1))
     return {"runs": len(krum_runs), "setups": len(rows), "out": str(out), "figures": [str(p) for p in figures]}

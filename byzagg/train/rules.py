@@ -18,6 +18,10 @@ e.g. ``median``, ``krum:m=3``, ``centered_clipping:tau=10,iters=3``, ``nnm+krum`
   distances), ``paper_median`` (lower median), ``paper_bulyan`` (static-ranking Bulyan),
   see paper_rules.py. Under ``--preset paper``, ``average``, ``krum``, ``median`` and
   ``bulyan`` *are* these variants (the grids' meaning); every other name is the library's.
+- the rules as the paper's *text* states them: ``text_krum`` (Multi-Krum, squared
+  distances, n - f - 2 neighbours, m = n - f - 2 rows), ``text_median``, ``text_bulyan``
+  (theta = n - 2f - 2 rescored Krum rounds, beta = n - 4f - 2), see paper_rules.py; under
+  ``--preset paper-text`` the four grid names are these.
 
 ``krum_1p`` (spelled ``krum-1p`` too; parameters ``power``, default 0.5, and ``m``, default
 1) is the Krum paper's "1-p Krum" (Blanchard et al. 2017, supplementary material, Section
@@ -55,9 +59,11 @@ import byzagg
 LIBRARY_RULES = tuple(byzagg.RULES)
 PRE_AGGREGATIONS = ("nnm", "bucketing")
 PAPER_VARIANTS = ("paper_krum", "paper_median", "paper_bulyan")
+# the rules as the paper's text states them (preset paper-text; paper_rules.py)
+TEXT_VARIANTS = ("text_krum", "text_median", "text_bulyan")
 HARNESS_RULES = ("krum_1p",)  # rules built here from library rules
 ALIASES = {"krum-1p": "krum_1p"}
-NAMES = LIBRARY_RULES + PAPER_VARIANTS + HARNESS_RULES
+NAMES = LIBRARY_RULES + PAPER_VARIANTS + TEXT_VARIANTS + HARNESS_RULES
 
 # The parameters a specification may set, with their types, per name; REQUIRED must be set.
 # Parameters of the library functions that are not here are not command-line values
@@ -82,12 +88,16 @@ PARAMS: dict[str, dict[str, type | tuple[str, ...]]] = {
     "paper_krum": {"m": int},
     "paper_median": {},
     "paper_bulyan": {"m": int},
+    "text_krum": {"m": int},
+    "text_median": {},
+    "text_bulyan": {"m": int},
     "krum_1p": {"m": int, "power": float},
 }
 REQUIRED = {"centered_clipping": ("tau",), "bucketing": ("s",)}
 NOT_FROM_SPEC = ("G", "f", "weights", "generator")
 
 PAPER_PRESET_NAMES = {"average": "average", "krum": "paper_krum", "median": "paper_median", "bulyan": "paper_bulyan"}
+PAPER_TEXT_PRESET_NAMES = {"average": "average", "krum": "text_krum", "median": "text_median", "bulyan": "text_bulyan"}
 
 
 @dataclass(frozen=True)
@@ -110,6 +120,7 @@ def _help() -> str:
         )
         lines.append(f"  {name}{kind}" + (f": {params}" if params else ""))
     lines.append("  under --preset paper, average/krum/median/bulyan are the paper variants")
+    lines.append("  under --preset paper-text, krum/median/bulyan are the text_ variants")
     return "\n".join(lines) + "\n"
 
 
@@ -259,6 +270,8 @@ class OneMinusPKrum:
 
 def _final(step: Step, preset: str, seed: int = 0) -> Callable[[torch.Tensor, int], torch.Tensor]:
     name = PAPER_PRESET_NAMES.get(step.name, step.name) if preset == "paper" else step.name
+    if preset == "paper-text":
+        name = PAPER_TEXT_PRESET_NAMES.get(step.name, step.name)
     params = dict(step.params)
     if name == "krum_1p":
         return OneMinusPKrum(torch.Generator().manual_seed(40_000 + seed), **params)
@@ -268,6 +281,12 @@ def _final(step: Step, preset: str, seed: int = 0) -> Callable[[torch.Tensor, in
         return lambda G, f: paper_rules.paper_bulyan(G, f, **params)
     if name == "paper_median":
         return lambda G, f: paper_rules.paper_median(G)
+    if name == "text_krum":
+        return lambda G, f: paper_rules.text_krum(G, f, **params)
+    if name == "text_bulyan":
+        return lambda G, f: paper_rules.text_bulyan(G, f, **params)
+    if name == "text_median":
+        return lambda G, f: paper_rules.text_median(G)
     if name == "centered_clipping" and params.pop("center", "zero") == "previous":
         previous = []  # the rule's last output: the center of the next call
 
