@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import byzagg
-from byzagg.train import attacks, data, experiment, grids, models, rules
+from byzagg.train import attacks, brsgd_report, data, experiment, grids, models, rules
 
 # ----------------------------------------------------------------------------------------
 # Attacks
@@ -251,3 +251,60 @@ def test_label_flip_reaches_only_the_byzantine_workers(monkeypatch):
     own = attacks.OwnBatches(data.Pipeline(dataset, "cpu", seed=config.seed), 30_000 + config.seed)
     ox, oy = own.draw(2, config.batch_size)
     assert torch.equal(bx, ox) and torch.equal(by, 9 - oy)
+
+
+# ----------------------------------------------------------------------------------------
+# The report
+
+
+def _tiny_grid(folder):
+    """A few runs of the grid (2 steps each, synthetic images), saved as run files: seed 1 of
+    the mean and BrSGD without attack and under model negation at 10%, and BrSGD under label
+    flip at 50% with seeds 1 and 2."""
+    dataset = _small_dataset()
+    wanted = {("none", 0, 1), ("model_negation", 2, 1), ("label_flip", 10, 1), ("label_flip", 10, 2)}
+    picked = [c for c in grids.make_grid("brsgd-table1", seeds=[1, 2])
+              if (c.attack, c.f, c.seed) in wanted and c.rule in ("average", "brsgd")
+              and not (c.attack == "label_flip" and c.rule == "average")]
+    results = []
+    for config in picked:
+        config = replace(config, steps=2, eval_every=1)
+        result = experiment.run(config, dataset=dataset)
+        experiment.write_json_atomic(experiment.result_path(folder, config), result)
+        results.append(result)
+    return results
+
+
+def test_report_numbers_come_from_the_runs(tmp_path, monkeypatch):
+    results = _tiny_grid(tmp_path / "grid")
+    groups = brsgd_report.group(results)
+    assert set(groups) == {(r, a, p) for r in ("average", "brsgd") for a, p in (("none", 0), ("model_negation", 10))} | {
+        ("brsgd", "label_flip", 50)}
+    runs = groups[("brsgd", "label_flip", 50)]
+    finals = [100 * r["eval"]["accuracy"][-1] for r in runs]
+    mean, std, count = brsgd_report.final_accuracy(runs)
+    assert count == 2 and mean == pytest.approx(np.mean(finals)) and std == pytest.approx(np.std(finals, ddof=1))
+    table = brsgd_report.table1(groups)
+    printed = brsgd_report.SOURCE_TABLE1["label_flip"][3]  # Ours, 50%
+    assert f"{mean:.2f} ± {std:.2f}" in table and f"{mean - printed:+.2f}" in table
+    assert "not run" in table  # median and Krum were not run here
+    costs = {r["rule"]: r for r in brsgd_report.cost_rows(groups)}
+    assert costs["average"]["ratio_to_mean"] == pytest.approx(1.0)
+    times = brsgd_report.aggregation_times(sum((v for k, v in groups.items() if k[0] == "brsgd"), []))
+    assert costs["brsgd"]["median_ms"] == pytest.approx(1e3 * np.median(times)) and times.size == 4 * 1
+    verdicts = {c["claim"][:20]: c["verdict"] for c in brsgd_report.claims(groups, list(costs.values()))}
+    assert set(verdicts.values()) <= {"holds", "partly", "does not", "not tested"} and len(verdicts) >= 4
+
+    monkeypatch.chdir(tmp_path)
+    doc = tmp_path / "docs" / "reproduction.md"
+    doc.parent.mkdir()
+    doc.write_text("# Reproduction\n\n## Earlier section\n\ntext\n")
+    written = brsgd_report.make_report("grid", doc=doc)
+    assert written["runs"] == len(results)
+    once = doc.read_text()
+    assert once.startswith("# Reproduction\n\n## Earlier section\n\ntext\n") and "## BrSGD study" in once
+    assert "](../grid/report/brsgd-figure3.png)" in once
+    assert (tmp_path / "grid" / "report" / "brsgd-figure3.png").stat().st_size < 300_000
+    brsgd_report.make_report("grid", doc=doc)
+    assert doc.read_text() == once  # replaced, not appended again
+    assert once.count(brsgd_report.BEGIN_MARKER) == 1
