@@ -29,6 +29,29 @@ Attacks of the Krum paper (Blanchard et al. 2017, supplementary material, Sectio
   source's runs "in the absence of Byzantine workers" (its footnote 4: the server never
   knows whether there are any).
 - ``none``: no Byzantine rows (the unattacked baseline runs with n - f honest workers only).
+
+Attacks of the BrSGD study (Li et al., "Efficient Byzantine-Resilient Stochastic Gradient
+Descent", Section 5.1), with m = n workers:
+
+- Gaussian, "standard deviation 200": the ``gaussian`` attack above, spelled
+  ``gaussian:variance=40000`` (one implementation, the parameter is the variance).
+- ``model_negation`` (parameter ``factor``, default 1e10): every Byzantine worker sends
+  -factor * (the sum of the honest workers' submitted vectors). It sees the honest vectors
+  of the round (an omniscient attacker), nothing else.
+- ``gradient_scale`` (parameter ``factor``, default 1e10): each Byzantine worker computes
+  the gradient of its own mini-batch (as an honest worker would: l2 term, clipping and
+  momentum at the workers included) and sends it times factor. It sees the model and the
+  training data; its mini-batches come from `OwnBatches` (its own seeded stream, so the
+  honest workers' batches are the same as in the attack-free run).
+- ``label_flip``: each Byzantine worker follows the protocol on its own mini-batches with
+  every label y replaced by (classes - 1) - y (`label_flip`: 9 - y on ten classes; the
+  source's "label shift"). It sees the model and the training data. One implementation,
+  shared by every study that uses the attack.
+
+The 1e10 vectors are kept finite: each coordinate is clamped to the largest finite value
+of the dtype (`finite`), so a Byzantine row is finite whenever what its attacker sees is
+finite (float32's largest value is 3.4e38; 1e10 x a sum of gradients stays below it
+unless the model has already diverged).
 """
 
 from __future__ import annotations
@@ -85,6 +108,72 @@ def true_gradient_estimate(flat, pipeline, batch: int, generator: torch.Generato
     return estimate
 
 
+# --- BrSGD study (Li et al., Section 5.1) -------------------------------------------------
+
+
+def finite(rows: torch.Tensor) -> torch.Tensor:
+    """rows with every coordinate clamped to [-max, max] of its dtype (NaN stays NaN): an
+    overflow of a scaled vector gives the largest finite value, not inf."""
+    limit = torch.finfo(rows.dtype).max
+    return rows.clamp(-limit, limit)
+
+
+def model_negation(H: torch.Tensor, f: int, factor: float = 1e10) -> torch.Tensor:
+    """(f, d) rows, all -factor * H.sum(0), H being the (honest, d) vectors the honest
+    workers submit this round (what the attacker sees), clamped to finite values."""
+    vector = finite(H.sum(dim=0, dtype=torch.float64).mul_(-factor).to(H.dtype))
+    return vector.unsqueeze(0).expand(f, -1)
+
+
+def gradient_scale(own: torch.Tensor, factor: float = 1e10) -> torch.Tensor:
+    """(f, d) rows: factor times each Byzantine worker's own (f, d) submitted vector (the
+    gradient of its own mini-batch), clamped to finite values."""
+    return finite(own.to(torch.float64).mul_(factor).to(own.dtype))
+
+
+def label_flip(labels: torch.Tensor, num_classes: int = 10) -> torch.Tensor:
+    """Labels y -> (num_classes - 1) - y (9 - y on ten classes), any shape; a new tensor.
+    Raises ValueError for labels outside [0, num_classes)."""
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(f"label_flip: labels must lie in [0, {num_classes}), got {int(labels.min())}..{int(labels.max())}")
+    return (num_classes - 1) - labels
+
+
+class OwnBatches:
+    """The Byzantine workers' own mini-batches: an endless stream of the whole training set
+    of `pipeline`, shuffled each epoch by its own generator (seeded), with the pipeline's
+    random flips when it flips training images. The honest workers' stream (the pipeline's
+    own generator and position) is untouched."""
+
+    def __init__(self, pipeline, seed: int):
+        self.pipeline = pipeline
+        self.generator = torch.Generator().manual_seed(seed)
+        self.order = torch.empty(0, dtype=torch.int64)
+        self.position = 0
+
+    def indices(self, count: int) -> torch.Tensor:
+        parts = []
+        while count > 0:
+            if self.position >= len(self.order):
+                self.order = torch.randperm(len(self.pipeline.train_y), generator=self.generator)
+                self.position = 0
+            take = min(count, len(self.order) - self.position)
+            parts.append(self.order[self.position : self.position + take])
+            self.position += take
+            count -= take
+        return torch.cat(parts)
+
+    def draw(self, workers: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(workers, batch_size, *input) inputs and (workers, batch_size) labels."""
+        x, y = self.pipeline.training_samples(self.indices(workers * batch_size))
+        if self.pipeline.flip_train:
+            x = self.pipeline.flip(x, self.generator)
+        return x.view(workers, batch_size, *x.shape[1:]), y.view(workers, batch_size)
+
+
+# attacks whose Byzantine workers compute gradients on their own mini-batches
+OWN_GRADIENT_ATTACKS = ("gradient_scale", "label_flip")
+
 ATTACKS = {"little": little_is_enough, "empire": fall_of_empires}
 # every attack name a specification may use, with its parameters and their defaults
 PARAMS: dict[str, dict[str, float]] = {
@@ -94,6 +183,9 @@ PARAMS: dict[str, dict[str, float]] = {
     "empire": {},
     "gaussian": {"variance": 200.0},
     "omniscient": {"factor": 100.0, "batch": 500},
+    "model_negation": {"factor": 1e10},
+    "gradient_scale": {"factor": 1e10},
+    "label_flip": {},
 }
 NAMES = tuple(PARAMS)
 

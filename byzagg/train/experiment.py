@@ -242,6 +242,13 @@ def run(
     attack, attack_params = attacks.name_of(config.attack), attacks.params(config.attack)
     attack_generator = torch.Generator().manual_seed(20_000 + config.seed)
     pipeline = data.Pipeline(dataset, device, flatten=False, flip_test=preset.flip_test, seed=config.seed)
+    # BrSGD study: Byzantine workers that compute gradients on their own mini-batches draw
+    # them from their own seeded stream (the honest workers' batches stay those of the
+    # attack-free run); under worker momentum they keep their own momentum buffers
+    own_batches = (
+        attacks.OwnBatches(pipeline, 30_000 + config.seed) if attack in attacks.OWN_GRADIENT_ATTACKS else None
+    )
+    byzantine_momentum = None
     eval_generator = torch.Generator().manual_seed(10_000 + config.seed)
     # worker momentum is kept in G's honest rows (below); Momentum handles the server side
     momentum = workers.Momentum(config.momentum, config.mu)
@@ -262,6 +269,7 @@ def run(
             "honest_norm",
             "aggregate_norm",
             "cos_aggregate_honest",
+            "aggregation_s",  # the rule's wall time this step (the BrSGD study's cost claim)
         )
     }
 
@@ -310,6 +318,20 @@ def run(
             if regulariser is not None:
                 estimate.add_(regulariser)
             G[honest:] = attacks.omniscient(estimate, byzantine, attack_params["factor"])
+        elif byzantine and attack == "model_negation":
+            G[honest:] = attacks.model_negation(submitted, byzantine, attack_params["factor"])
+        elif byzantine and attack in attacks.OWN_GRADIENT_ATTACKS:
+            xb, yb = own_batches.draw(byzantine, config.batch_size)
+            if attack == "label_flip":
+                yb = attacks.label_flip(yb, dataset.num_classes)
+            own, _ = flat.gradients(xb, yb)
+            if regulariser is not None:
+                own.add_(regulariser)
+            workers.clip_rows_(own, config.clip, clip_mode)
+            if config.momentum == "worker":
+                byzantine_momentum = own if byzantine_momentum is None else byzantine_momentum.mul_(config.mu).add_(own)
+                own = byzantine_momentum
+            G[honest:] = attacks.gradient_scale(own, attack_params["factor"]) if attack == "gradient_scale" else own
         elif byzantine:
             G[honest:] = attacks.attack_vector(attack, submitted_mean, submitted_var)
         _sync(device)
@@ -331,6 +353,7 @@ def run(
         study["honest_norm"].append(float(sampled_mean.norm()))
         study["aggregate_norm"].append(float(aggregate.norm()))
         study["cos_aggregate_honest"].append(metrics.cosine(aggregate, submitted_mean))
+        study["aggregation_s"].append(t4 - t3)
         _sync(device)
         t6 = time.perf_counter()
         for name, seconds in (

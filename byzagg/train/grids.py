@@ -28,6 +28,19 @@ The Krum paper's experiments (Blanchard et al. 2017, supplementary Section 5; pr
   average of n = 31 correct workers (f = 0, attack none), mini-batch 2, 8 and 32, lr 0.1,
   KRUM_PAPER_OMNISCIENT_STEPS rounds, accuracy every 25; seeds 1-2 (12 runs: the 2-core budget). Source:
   Figures 2 and 3.
+
+The BrSGD study (Li et al., "Efficient Byzantine-Resilient Stochastic Gradient Descent",
+Section 5, Table 1, Figure 3; preset `canonical`, plain mini-batch SGD: mu = 0, no
+clipping, no l2 term):
+
+- ``brsgd-table1``: Fashion-MNIST (the real set: the Debian package's files or
+  ``--data-dir``), ``lenet``, m = n = 20 workers, step size 0.03, mini-batch
+  BRSGD_BATCH per worker, BRSGD_STEPS steps, accuracy every BRSGD_EVAL_EVERY; rules brsgd
+  (beta = 1/2, threshold = inf: see docs/reproduction.md, "BrSGD study"), median,
+  average, krum (only where n >= 2f + 3: not at f = 10) x attacks Gaussian (std 200:
+  ``gaussian:variance=40000``), ``model_negation``, ``gradient_scale``, ``label_flip`` x
+  f in {2, 5, 10} (10%, 25%, 50%), plus the attack-free runs (f = 0, attack none) of
+  average and brsgd; seeds BRSGD_SEEDS (46 runs a seed). Seed-major order.
 """
 
 from __future__ import annotations
@@ -37,11 +50,13 @@ from dataclasses import replace
 from .experiment import RunConfig
 
 GRIDS = ("paper-mnist", "paper-cifar10", "quick", "krum-paper-nobyz", "krum-paper-gaussian", "krum-paper-omniscient")
+GRIDS += ("brsgd-table1",)  # the BrSGD study (Li et al.)
 KRUM_PAPER_RULES = ("average", "multi_krum", "krum_1p", "krum", "medoid")
 KRUM_PAPER_BATCHES = (2, 8, 32)
 KRUM_PAPER_OMNISCIENT_STEPS = 500
 # the preset of each grid when none is given
 DEFAULT_PRESETS = {name: ("canonical" if name.startswith("krum-paper") else "paper") for name in GRIDS}
+DEFAULT_PRESETS["brsgd-table1"] = "canonical"
 
 
 def _paper_grid(base: RunConfig, fs: tuple[int, int], lrs: list[dict], seeds) -> list[RunConfig]:
@@ -106,12 +121,58 @@ def _krum_paper_grid(name: str, dataset: str | None, preset: str, seeds) -> list
     return configs
 
 
+# --- BrSGD study (Li et al., Section 5) -----------------------------------------------------
+BRSGD_RULES = ("brsgd", "median", "average", "krum")
+BRSGD_ATTACKS = ("gaussian:variance=40000", "model_negation", "gradient_scale", "label_flip")
+BRSGD_N = 20
+BRSGD_FS = (2, 5, 10)  # 10%, 25%, 50% of n = 20
+# sized so that the grid runs in about 50 minutes at --jobs 1 on 2 shared cores (the
+# wall time of one run measured first: docs/reproduction.md, "BrSGD study")
+BRSGD_BATCH = 4
+BRSGD_STEPS = 400
+BRSGD_EVAL_EVERY = 100
+BRSGD_SEEDS = (1,)
+
+
+def _brsgd_grid(dataset: str | None, preset: str, seeds) -> list[RunConfig]:
+    base = RunConfig(
+        dataset=dataset or "fashion-mnist",
+        model="lenet",
+        preset=preset,
+        n=BRSGD_N,
+        f=0,
+        rule="average",
+        attack="none",
+        momentum="server",
+        mu=0.0,
+        batch_size=BRSGD_BATCH,
+        lr=0.03,
+        l2=0.0,
+        clip=None,
+        steps=BRSGD_STEPS,
+        eval_every=BRSGD_EVAL_EVERY,
+    )
+    configs = []
+    for seed in seeds or BRSGD_SEEDS:
+        # the attack-free runs: the mean (the source's reference) and BrSGD (Table 1, alpha = 0)
+        configs += [replace(base, rule=rule, seed=seed) for rule in ("average", "brsgd")]
+        for f in BRSGD_FS:
+            for attack in BRSGD_ATTACKS:
+                for rule in BRSGD_RULES:
+                    if rule == "krum" and BRSGD_N < 2 * f + 3:
+                        continue
+                    configs.append(replace(base, f=f, rule=rule, attack=attack, seed=seed))
+    return configs
+
+
 def make_grid(
     name: str, dataset: str | None = None, preset: str | None = None, seeds=None, steps: int | None = None
 ) -> list[RunConfig]:
     preset = preset or DEFAULT_PRESETS.get(name, "paper")
     if name.startswith("krum-paper-") and name in GRIDS:
         configs = _krum_paper_grid(name, dataset, preset, seeds)
+    elif name == "brsgd-table1":
+        configs = _brsgd_grid(dataset, preset, seeds)
     elif name == "paper-mnist":
         base = RunConfig(
             dataset=dataset or "mnist",

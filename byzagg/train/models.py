@@ -16,6 +16,14 @@ final fully connected layer"); the source gives no widths or kernels, these are 
   convolutions with padding 1, max-pool 2 after the first, second and fourth (28 -> 14 ->
   7 -> 3), then one fully connected layer (288 -> 10). d = 18,026. Small on purpose: the
   grids run on two CPU cores.
+
+The BrSGD study's model (Li et al., Section 5: "LeNet [LeCun et al., 1998]" on
+Fashion-MNIST; the source gives no layers, these are ours):
+
+- ``lenet``: the classic LeNet-5 for 28x28 inputs, with ReLU and max-pooling (the usual
+  modern reading; LeNet-5 itself had scaled tanh and trainable subsampling):
+  (1, 28x28)-C(6, 5x5, padding 2)-R-M-C(16, 5x5)-R-M-L(120)-R-L(84)-R-L(10)-S
+  (28 -> 28 -> 14 -> 10 -> 5; 16 x 5 x 5 = 400 features). d = 61,706.
 """
 
 from __future__ import annotations
@@ -84,7 +92,27 @@ def mnist_convnet(num_classes: int = 10, channels: tuple[int, int, int, int] = (
     )
 
 
+def lenet(num_classes: int = 10) -> nn.Sequential:
+    """LeNet-5 for 28x28 single-channel images (see the module docstring)."""
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16 * 5 * 5, 120),
+        nn.ReLU(),
+        nn.Linear(120, 84),
+        nn.ReLU(),
+        nn.Linear(84, num_classes),
+        nn.LogSoftmax(dim=-1),
+    )
+
+
 MODELS = {"mnist-mlp": mnist_mlp, "cifar-cnn": cifar_cnn, "tabular-mlp": tabular_mlp, "mnist-convnet": mnist_convnet}
+MODELS["lenet"] = lenet  # the BrSGD study (Li et al.)
 TABULAR_MODELS = ("tabular-mlp",)
 
 

@@ -457,6 +457,10 @@ def make_report(results_dir, out_dir: str | Path | None = None, plots: bool = Tr
     first = results_dir if isinstance(results_dir, (str, Path)) else results_dir[0]
     out = Path(out_dir or Path(first) / "report")
     out.mkdir(parents=True, exist_ok=True)
+    from . import brsgd_report  # the BrSGD study (issue 16): its own section and figure
+
+    if any(brsgd_report.is_brsgd_study(r) for r in results):
+        return brsgd_report.make_report(first, out, plots=plots)
     krum_runs = [r for r in results if krum_report.is_krum_paper(r)]
     if krum_runs:  # the Krum paper's grids: their own table and figures (krum_report.py)
         return _krum_report(results, krum_runs, first, out, plots)
