@@ -208,3 +208,176 @@ def test_the_doc_is_generated_from_the_committed_run_files():
     blocks = mr.render(mr.compute(ROOT))
     doc = (ROOT / mr.DOC).read_text()
     assert mr.fill(doc, blocks) == doc, "run python -m byzagg.train.momentum_report --write"
+
+
+# --- throughput (CPU) --------------------------------------------------------------------------
+
+
+def test_read_json_plain_and_gzip(tmp_path):
+    import gzip
+
+    (tmp_path / "a.json").write_text(json.dumps({"x": [1, 2.5]}))
+    with gzip.open(tmp_path / "b.json.gz", "wt") as stream:
+        json.dump({"y": "z"}, stream)
+    assert mr.read_json(tmp_path / "a.json") == {"x": [1, 2.5]}
+    assert mr.read_json(tmp_path / "b.json.gz") == {"y": "z"}
+    assert mr.read_json(tmp_path / "b.json") == {"y": "z"}  # only the gzip'd copy is there
+
+
+def profile_file(f=1):
+    return {
+        "setup": {
+            "dataset": "mnist-synthetic",
+            "preset": "paper",
+            "f": f,
+            "threads": "1",
+            "steps": 40,
+            "momentum": "worker",
+        },
+        "rows": [
+            {
+                "rule": "average",
+                "steps_per_s": 20.0,
+                "ms_per_step": 50.0,
+                "eval_ms": 40.0,
+                "split_ms": {"data": 10.0, "gradients": 25.0, "momentum_attack": 10.0, "aggregation": 5.0},
+            },
+            {
+                "rule": "krum",
+                "steps_per_s": 12.5,
+                "ms_per_step": 80.0,
+                "eval_ms": 44.4,
+                "split_ms": {"data": 10.0, "gradients": 40.0, "momentum_attack": 10.0, "aggregation": 20.0},
+            },
+        ],
+        "environment": {"torch": "2.13.0+cpu", "threads": 1},
+        "loadavg": [1.25, 1.0, 0.75],
+    }
+
+
+def test_profile_summary_shares():
+    p = mr.profile_summary(profile_file())
+    average, krum = p["rows"]
+    assert average["share"]["aggregation"] == pytest.approx(0.1) and krum["share"]["aggregation"] == pytest.approx(0.25)
+    assert p["aggregation_share"] == pytest.approx((0.1, 0.25))
+    assert p["gradients_share"] == pytest.approx((0.5, 0.5))  # 25/50 and 40/80
+    assert krum["total_ms"] == 80.0 and krum["eval_ms"] == pytest.approx(44.4)
+
+
+def timing_entry(wall, ran, total, start, end, jobs=2, grid="paper-mnist"):
+    return {
+        "grid": grid,
+        "total": total,
+        "skipped": total - ran,
+        "ran": ran,
+        "wall_s": wall,
+        "out": "/elsewhere",
+        "cpu_count": 2,
+        "loadavg_start": start,
+        "loadavg_end": end,
+        "filters": [],
+        "jobs": jobs,
+    }
+
+
+def test_grid_timing_takes_the_last_timing():
+    entries = [
+        timing_entry(999.0, 10, 10, [9, 9, 9], [9, 9, 9]),
+        timing_entry(1800.0, 40, 40, [0.5, 1.0, 1.5], [2.0, 2.5, 3.0]),
+    ]
+    g = mr.grid_timing(entries, total_runs=200)
+    assert g["timings"] == 2 and g["wall_s"] == 1800.0 and g["ran"] == 40
+    assert g["wall_min"] == pytest.approx(30.0)
+    assert g["target_margin"] == pytest.approx(2.0)  # 3600 / 1800
+    assert g["extrapolated_s"] == pytest.approx(9000.0)  # 1800 s x 200 / 40
+    assert g["load_range"] == (0.5, 3.0)
+    assert "extrapolated_s" not in mr.grid_timing(entries)
+
+
+def test_run_walls_and_grid_shape():
+    results = [{"timing": {"wall_s": w}} for w in (1.0, 10.0, 2.0)]
+    assert mr.run_walls(results) == {"runs": 3, "sum_s": 13.0, "median_s": 2.0}
+    configs = [{"rule": r, "f": 1, "seed": s} for r in ("krum", "median") for s in (2, 1)]
+    assert mr.grid_shape(configs) == {"runs": 4, "setups": 2, "seeds": [1, 2]}
+
+
+def test_same_value_is_bit_for_bit():
+    assert mr.same_value({"a": [1.0, math.nan, "x"]}, {"a": [1.0, math.nan, "x"]})
+    assert not mr.same_value(0.1 + 0.2, 0.3)
+    assert not mr.same_value(1.0, math.nextafter(1.0, 2.0))
+    assert not mr.same_value(1, 1.0)
+    assert not mr.same_value([1.0], [1.0, 1.0])
+    assert not mr.same_value({"a": 1}, {"b": 1})
+
+
+def test_bit_identity_ignores_timing_and_environment_only():
+    reference = [run("krum", "little", m, s, [0.5, 0.75]) for m in ("server", "worker") for s in (1, 2)]
+    reference[0]["study"]["loss"][3] = math.nan
+    other = json.loads(json.dumps(reference))  # the same runs, read again
+    other[0]["timing"]["wall_s"] = 99.0
+    other[0]["environment"]["threads"] = 2
+    other[1]["eval"]["accuracy"][1] = math.nextafter(0.75, 1.0)  # one ulp off
+    other[2]["study"]["curvature"][0] = 1e-30
+    other[2]["config"]["mu"] = 0.99
+    other.append(run("median", "little", "server", 1, [0.5]))  # not in the reference
+    ident = mr.bit_identity(reference, other)
+    assert ident["runs"] == 5 and ident["compared"] == 4
+    assert ident["identical"] == 2  # run 0 (timing, environment, NaN loss) and run 3
+    assert ident["differing"] == {other[1]["run_id"]: ["eval"], other[2]["run_id"]: ["config", "study"]}
+    assert ident["missing"] == [other[4]["run_id"]]
+
+
+def test_throughput_blocks_from_synthetic_files(tmp_path):
+    import gzip
+
+    grid_runs = [run("krum", "little", "worker", s, [0.5]) for s in (1, 2)]
+    for r in grid_runs:
+        r["dimension"], r["data"] = 100, {"train": 60, "test": 20}
+    grid_runs[0]["timing"]["wall_s"], grid_runs[1]["timing"]["wall_s"] = 3.0, 5.0
+    write(tmp_path / mr.FASHION, grid_runs)
+    (tmp_path / mr.FASHION / "grid.json").write_text(json.dumps({"jobs": 1, "runs": [r["config"] for r in grid_runs]}))
+    (tmp_path / mr.FASHION / "grid-timing.json").write_text(
+        json.dumps([timing_entry(8.0, 1, 2, [1, 1, 1], [1, 1, 1], jobs=1)])
+    )
+    profile = tmp_path / mr.PROFILE
+    profile.parent.mkdir(parents=True)
+    with gzip.open(profile.with_name(profile.name + ".gz"), "wt") as stream:  # only the gzip'd copy
+        json.dump(profile_file(), stream)
+    full = tmp_path / mr.TIMING_FULL
+    full.mkdir(parents=True)
+    (full / "grid-timing.json").write_text(json.dumps([timing_entry(1200.0, 2, 2, [0.25, 1, 1], [1.75, 2.0, 2.0])]))
+    (full / "grid.json").write_text(json.dumps({"jobs": 2, "runs": [r["config"] for r in grid_runs]}))
+    slice_runs = json.loads(json.dumps(grid_runs[:1]))
+    slice_runs[0]["timing"]["wall_s"] = 7.0
+    write(tmp_path / mr.SLICE, slice_runs)
+    (tmp_path / mr.SLICE / "grid-timing.json").write_text(
+        json.dumps([timing_entry(30.0, 1, 1, [3.5, 4, 4], [6, 8, 7])])
+    )
+    write(tmp_path / mr.QUICK, [run("average", "none", "server", 1, [0.5])])
+    (tmp_path / mr.QUICK / "grid-timing.json").write_text(
+        json.dumps([timing_entry(120.0, 1, 1, [4.4, 4, 4], [4, 4, 4], grid="quick")])
+    )
+
+    t = mr.throughput(tmp_path)
+    # forward pass: 2 x 100 parameters x 8 samples x (5 - 1) workers = 6400 FLOP
+    assert t["profile_model"]["forward_flop"] == 6400.0 and t["profile_model"]["workers"] == 4
+    assert t["grid_walls"] == {"runs": 2, "sum_s": 8.0, "median_s": 4.0}
+    assert t["full_has_runs"] is False and "full_identity" not in t
+    assert t["slice"]["extrapolated_s"] == pytest.approx(60.0)  # 30 s for 1 run, the grid has 2
+    assert t["slice_identity"]["identical"] == 1
+    blocks = mr.render_throughput({"throughput": t})
+    assert "| krum | 12.5 | 80.0 | 10.0 | 40.0 | 10.0 | 20.0 | - | - | 44 |" in blocks["throughput-profile"]
+    assert "10 to 25% of it" in blocks["throughput-profile"]
+    assert "**measured on an idle 2-core machine: 1200 s = 20.0 min**" in blocks["throughput-grid"]
+    assert (
+        "margin of 3.0x" in blocks["throughput-grid"]
+        and "load average 0.2 at the start, 1.8 at the end" in blocks["throughput-grid"]
+    )
+    assert "are not committed" in blocks["throughput-identity"]
+    assert f"1 of the 1 runs in `{mr.SLICE}/` are bit-for-bit identical" in blocks["throughput-identity"]
+    assert "add up to 0.00 h (4.0 s median per run)" in blocks["throughput-earlier"]
+    assert (
+        "load average 3.5-8.0" in blocks["throughput-earlier"]
+        and "~1 min extrapolated to the 2 runs" in blocks["throughput-earlier"]
+    )
+    assert "**120 s**" in blocks["throughput-quick"] and "20% of the 10-minute budget" in blocks["throughput-quick"]

@@ -21,11 +21,18 @@ Definitions (the same as the doc's text):
   vectors: r < 1 / (2 kappa(n, f)) for Krum and Bulyan (equation 3, kappa as in the paper's
   text), r < 1 / (n - f) for Median (equation 4); also with the original code's bound for
   Krum/Bulyan (1 / (2 (n - f + f (n + f (n - f - 2) - 2) / (n - 2f - 2)))).
+
+The Throughput (CPU) section: the step profile (`results/profile/`), the grids' timings
+(the last entry of each ``grid-timing.json``), the runs' own wall times (``timing.wall_s``)
+and the bit-for-bit comparison of a timing run's run files with the committed grid's (every
+top-level field but ``timing`` and ``environment``, floats compared exactly) wherever those
+run files are committed.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import math
 import re
@@ -43,6 +50,10 @@ FASHION = "results/paper-mnist-fashion-mnist"
 EMBEDDED = "results/paper-mnist-mnist-embedded"
 PAPER_TEXT = "results/paper-text-fashion-mnist"
 LEGACY = "results/paper-legacy-clip-fashion-mnist"
+PROFILE = "results/profile/mnist-setup-cpu-1thread.json"
+TIMING_FULL = "results/throughput-fashion-full-jobs2"
+SLICE = "results/throughput-fashion-seed1-jobs2"
+QUICK = "results/quick-mnist-embedded"
 DOC = "docs/reproduction.md"
 
 
@@ -509,6 +520,7 @@ def compute(root: Path = Path(".")) -> dict:
     if "legacy" in out:
         out["legacy_compare"] = compare_with_baseline(fm, out["legacy"])
         out["legacy_gains"] = gains(out["legacy"])
+    out["throughput"] = throughput(root, fm)
     return out
 
 
@@ -960,6 +972,399 @@ def block_runs(d: dict) -> str:
     return "\n".join(lines)
 
 
+# --- throughput (CPU) ---------------------------------------------------------------------
+
+
+def read_json(path) -> object:
+    """A JSON file, plain or gzip'd (``NAME`` is read from ``NAME.gz`` when only that exists)."""
+    path = Path(path)
+    if not path.exists() and path.with_name(path.name + ".gz").exists():
+        path = path.with_name(path.name + ".gz")
+    if path.name.endswith(".gz"):
+        with gzip.open(path, "rt") as stream:
+            return json.load(stream)
+    return json.loads(path.read_text())
+
+
+def profile_summary(profile: dict) -> dict:
+    """The step profile of `byzagg-repro profile`: per rule steps/s, ms per step (total and
+    split), one evaluation in ms and the share of the step each part takes; over the rules,
+    the range of the aggregation's and the gradients' shares."""
+    rows = []
+    for r in profile["rows"]:
+        total = float(r["ms_per_step"])
+        split = {k: float(v) for k, v in r["split_ms"].items()}
+        rows.append(
+            {
+                "rule": r["rule"],
+                "steps_per_s": float(r["steps_per_s"]),
+                "total_ms": total,
+                "split_ms": split,
+                "eval_ms": float(r["eval_ms"]),
+                "share": {k: v / total for k, v in split.items()},
+            }
+        )
+
+    def share_range(part):
+        values = [row["share"][part] for row in rows if part in row["share"]]
+        return (min(values), max(values)) if values else (math.nan, math.nan)
+
+    return {
+        "setup": profile.get("setup", {}),
+        "environment": profile.get("environment", {}),
+        "loadavg": profile.get("loadavg"),
+        "rows": rows,
+        "aggregation_share": share_range("aggregation"),
+        "gradients_share": share_range("gradients"),
+    }
+
+
+def grid_timing(entries: list[dict], total_runs: int | None = None) -> dict:
+    """The last timing in a grid-timing.json history: wall time, runs, processes, load
+    averages (1, 5, 15 minutes at the start and at the end, and their range); with
+    `total_runs`, the wall time scaled from the runs it ran to that many runs."""
+    e = entries[-1]
+    loads = [float(x) for x in list(e.get("loadavg_start") or []) + list(e.get("loadavg_end") or [])]
+    out = {
+        "timings": len(entries),
+        "grid": e.get("grid"),
+        "total": int(e["total"]),
+        "ran": int(e["ran"]),
+        "skipped": int(e.get("skipped", 0)),
+        "wall_s": float(e["wall_s"]),
+        "jobs": e.get("jobs"),
+        "threads": e.get("threads"),
+        "cpu_count": e.get("cpu_count"),
+        "finished": e.get("finished"),
+        "out": e.get("out"),
+        "loadavg_start": [float(x) for x in e.get("loadavg_start") or []],
+        "loadavg_end": [float(x) for x in e.get("loadavg_end") or []],
+        "load_range": (min(loads), max(loads)) if loads else (math.nan, math.nan),
+    }
+    out["wall_min"] = out["wall_s"] / 60
+    out["target_margin"] = 3600 / out["wall_s"]  # how many times the grid fits into one hour
+    if total_runs is not None and out["ran"]:
+        out["extrapolated_s"] = out["wall_s"] * total_runs / out["ran"]
+    return out
+
+
+def run_walls(results: list[dict]) -> dict:
+    """The runs' own wall times (``timing.wall_s``): count, sum and median."""
+    times = [float(r["timing"]["wall_s"]) for r in results]
+    return {
+        "runs": len(times),
+        "sum_s": sum(times),
+        "median_s": statistics.median(times) if times else math.nan,
+    }
+
+
+def grid_shape(configs: list[dict]) -> dict:
+    """Runs, setups (configurations less the seed) and seeds of a grid.json's run list."""
+    setups = {tuple(sorted((k, json.dumps(v)) for k, v in c.items() if k != "seed")) for c in configs}
+    return {"runs": len(configs), "setups": len(setups), "seeds": sorted({c["seed"] for c in configs})}
+
+
+def same_value(a, b) -> bool:
+    """Deep equality of decoded JSON, bit for bit: floats equal only when they are the same
+    float (NaN equal to NaN), an int never equal to a float (the files' texts differ)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    return type(a) is type(b) and a == b
+
+
+def bit_identity(reference: list[dict], other: list[dict], ignore=("timing", "environment")) -> dict:
+    """Each run of `other` against the run of `reference` with the same run id, every top-level
+    field but `ignore` compared (the run's whole record: configuration, evaluations, study
+    series, ...): how many are identical, which differ (with the fields) and which have no
+    counterpart."""
+    by_id = {r["run_id"]: r for r in reference}
+    identical, differing, missing = 0, {}, []
+    for r in other:
+        ref = by_id.get(r["run_id"])
+        if ref is None:
+            missing.append(r["run_id"])
+            continue
+        fields = sorted(
+            k
+            for k in set(r) | set(ref)
+            if k not in ignore and (k not in r or k not in ref or not same_value(r[k], ref[k]))
+        )
+        if fields:
+            differing[r["run_id"]] = fields
+        else:
+            identical += 1
+    compared = len(other) - len(missing)
+    return {
+        "runs": len(other),
+        "compared": compared,
+        "identical": identical,
+        "differing": differing,
+        "missing": missing,
+        "ignored": list(ignore),
+    }
+
+
+def throughput(root: Path, fm: Runs | None = None) -> dict:
+    """Everything the Throughput section needs, from the files that are there."""
+    out: dict = {}
+    fm = fm if fm is not None else (Runs.load(root / FASHION) if (root / FASHION).is_dir() else None)
+    if fm is not None:
+        out["grid_walls"] = run_walls(fm.results)
+        out["grid_runs"] = len(fm.results)
+        if (root / FASHION / "grid.json").exists():
+            out["grid_jobs"] = read_json(root / FASHION / "grid.json").get("jobs")
+        if (root / FASHION / "grid-timing.json").exists():
+            out["grid_timing"] = grid_timing(read_json(root / FASHION / "grid-timing.json"))
+    profile_path = root / PROFILE
+    if profile_path.exists() or profile_path.with_name(profile_path.name + ".gz").exists():
+        out["profile"] = profile_summary(read_json(profile_path))
+        setup = out["profile"]["setup"]
+        if fm is not None:  # the model and batch of the profiled setup, from the grid's run files
+            match = [
+                r
+                for r in fm.results
+                if r["config"]["dataset"] == setup.get("dataset")
+                and r["config"]["preset"] == setup.get("preset")
+                and r["config"]["f"] == setup.get("f")
+            ]
+            if match:
+                c = match[0]["config"]
+                workers = c["n"] - c["f"]
+                forward = 2.0 * match[0]["dimension"] * c["batch_size"] * workers
+                out["profile_model"] = {
+                    "n": c["n"],
+                    "f": c["f"],
+                    "workers": workers,
+                    "batch_size": c["batch_size"],
+                    "parameters": match[0]["dimension"],
+                    "test": match[0]["data"].get("test"),
+                    "forward_flop": forward,
+                    "gradient_flop": 3 * forward,
+                }
+    full = root / TIMING_FULL
+    if (full / "grid-timing.json").exists():
+        out["full"] = grid_timing(read_json(full / "grid-timing.json"))
+        if (full / "grid.json").exists():
+            out["full_shape"] = grid_shape(read_json(full / "grid.json")["runs"])
+        has_runs = (full / "run-json").is_dir()
+        out["full_has_runs"] = has_runs
+        if has_runs:
+            runs = load_results(full)
+            out["full_walls"] = run_walls(runs)
+            if fm is not None:
+                out["full_identity"] = bit_identity(fm.results, runs)
+    sl = root / SLICE
+    if (sl / "grid-timing.json").exists():
+        out["slice"] = grid_timing(read_json(sl / "grid-timing.json"), total_runs=out.get("grid_runs"))
+        if (sl / "run-json").is_dir():
+            runs = load_results(sl)
+            out["slice_walls"] = run_walls(runs)
+            out["slice_seeds"] = sorted({r["config"]["seed"] for r in runs})
+            if fm is not None:
+                out["slice_identity"] = bit_identity(fm.results, runs)
+    quick = root / QUICK
+    if (quick / "grid-timing.json").exists():
+        out["quick"] = grid_timing(read_json(quick / "grid-timing.json"))
+        if (quick / "run-json").is_dir():
+            runs = load_results(quick)
+            out["quick_walls"] = run_walls(runs)
+            out["quick_steps"] = sorted({r["config"]["steps"] for r in runs})
+            out["quick_dataset"] = sorted({r["config"]["dataset"] for r in runs})
+    return out
+
+
+def load_text(values) -> str:
+    return "-".join(f"{v:.1f}" for v in values)
+
+
+def block_throughput_profile(d: dict) -> str:
+    t = d["throughput"]
+    if "profile" not in t:
+        return f"No step profile is committed (`{PROFILE}`)."
+    p, m = t["profile"], t.get("profile_model", {})
+    s, env = p["setup"], p["environment"]
+    workers = m.get("workers", "?")
+    cpu = env.get("cpu_model") or "CPU model not recorded in the file"
+    load = f"; 1-minute load average {p['loadavg'][0]:.1f} when it ended" if p.get("loadavg") else ""
+    threads = env.get("threads", s.get("threads"))
+    test = f"{m['test']:,}" if isinstance(m.get("test"), int) else "?"
+    lines = [
+        (
+            f"Measured on this machine (2 cores shared with other jobs; {cpu}, torch {env.get('torch', '?')}, "
+            f"byzagg native CPU kernels for distances and medians), `byzagg-repro profile "
+            f"--dataset {s.get('dataset')} --threads {s.get('threads')}` (`{PROFILE}`: {s.get('steps')} steps per rule after a "
+            f"warm-up{load}), MNIST setup, n = {m.get('n', '?')}, f = {s.get('f')}, attack little (none for the average), "
+            f"{s.get('momentum')} momentum, {threads} torch thread{'' if threads == 1 else 's'}, ms per step:"
+        ),
+        "",
+        (
+            f"| rule | steps/s | total | data | gradients ({workers} workers, vmap) | momentum + attack + moments "
+            f"| aggregation | update | metrics | one evaluation ({test} images) |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in p["rows"]:
+        sp = r["split_ms"]
+        name = f"{r['rule']} (no attack, {workers} workers)" if r["rule"] == "average" else r["rule"]
+        cells = [
+            f"{sp[k]:.1f}" if k in sp else "-"
+            for k in ("data", "gradients", "momentum_attack", "aggregation", "update", "metrics")
+        ]
+        lines.append(
+            f"| {name} | {r['steps_per_s']:.1f} | {r['total_ms']:.1f} | {' | '.join(cells)} | {r['eval_ms']:.0f} |"
+        )
+    by_rule = {r["rule"]: r["split_ms"].get("aggregation", math.nan) for r in p["rows"]}
+    flop = (
+        f" over {workers} workers x {m['batch_size']} samples of the {m['parameters']}-parameter MLP: "
+        f"~{m['forward_flop'] / 1e9:.1f} GFLOP forward (2 x parameters x samples), ~{m['gradient_flop'] / 1e9:.1f} "
+        "GFLOP with the backward pass"
+        if m
+        else ""
+    )
+    kernels = ", ".join(f"{by_rule[k]:.1f} ms for {k}" for k in ("krum", "median", "bulyan") if k in by_rule)
+    lines += [
+        "",
+        (
+            f"The gradients (one vmap'd pass{flop}) dominate: {span(p['gradients_share'], '{:.0f}')}% of the step; the "
+            f"aggregation is {span(p['aggregation_share'], '{:.0f}')}% of it ({kernels}, distances and medians on "
+            "byzagg's native kernels)."
+        ),
+    ]
+    return "\n".join(lines)
+
+
+def block_throughput_grid(d: dict) -> str:
+    t = d["throughput"]
+    if "full" not in t:
+        return f"The full-grid timing (`{TIMING_FULL}/grid-timing.json`) is not committed."
+    g, shape = t["full"], t.get("full_shape")
+    what = (
+        f"{shape['runs']} runs = {shape['setups']} setups x {len(shape['seeds'])} seeds"
+        if shape
+        else f"{g['total']} runs"
+    )
+    threads = g["threads"] if g["threads"] is not None else 1
+    end = g["loadavg_end"]
+    idle = "an idle" if g["loadavg_start"] and g["loadavg_start"][0] < 1 else "a loaded"  # 1-minute load at the start
+    return (
+        f"Full Fashion-MNIST grid ({what}), **measured on {idle} {g['cpu_count']}-core machine: {g['wall_s']:.0f} s = "
+        f"{g['wall_min']:.1f} min** for all {g['ran']} runs with `--jobs {g['jobs']} --threads {threads}` "
+        f"(`byzagg-repro grid {g['grid']} --dataset fashion-mnist --jobs {g['jobs']} --threads {threads}`; load average "
+        f"{g['loadavg_start'][0]:.1f} at the start, {end[0]:.1f} at the end ({end[1]:.1f} over its last 5 minutes): the "
+        f"grid's own {g['jobs']} processes; `{TIMING_FULL}/grid-timing.json`"
+        + (f", the last of {g['timings']} timings" if g["timings"] > 1 else "")
+        + f"). **The one-hour target holds with a margin of {g['target_margin']:.1f}x.**"
+    )
+
+
+def identity_text(ident: dict, folder: str) -> str:
+    text = (
+        f"{ident['identical']} of the {ident['runs']} runs in `{folder}/` are bit-for-bit identical to the same runs of "
+        f"the committed grid in `{FASHION}/` (every field but {' and '.join(ident['ignored'])} compared)"
+    )
+    if ident["differing"]:
+        text += (
+            f"; {len(ident['differing'])} differ ({', '.join(sorted(ident['differing'])[:5])}"
+            + (", ..." if len(ident["differing"]) > 5 else "")
+            + ")"
+        )
+    if ident["missing"]:
+        text += f"; {len(ident['missing'])} have no counterpart there"
+    return text
+
+
+def block_throughput_identity(d: dict) -> str:
+    t = d["throughput"]
+    parts = []
+    if "full_identity" in t:
+        w = t["full_walls"]
+        parts.append(
+            f"The runs' own wall times add up to {w['sum_s']:.0f} s ({w['median_s']:.1f} s median per run). "
+            + identity_text(t["full_identity"], TIMING_FULL)
+            + "."
+        )
+    elif "full" in t:
+        parts.append(
+            f"This timing run's own run files (written to `{t['full']['out']}`) are not committed, only its "
+            "`grid-timing.json` and `grid.json`: its runs' wall times and their bit-for-bit comparison with the committed "
+            "grid cannot be recomputed from this repository."
+        )
+    if "slice_identity" in t:
+        ident = t["slice_identity"]
+        seeds = ", ".join(map(str, t.get("slice_seeds", [])))
+        gt = t.get("grid_timing")
+        how = f" (`--jobs {t['grid_jobs']}`" if t.get("grid_jobs") is not None else " ("
+        if gt:
+            how += (
+                f"; its last invocation ran {gt['ran']} of its {gt['total']} runs, the other {gt['skipped']} "
+                "were done in earlier invocations"
+            )
+        how += ")"
+        parts.append(
+            f"What the committed files do check: {identity_text(ident, SLICE)}, seed{'s' if ',' in seeds else ''} {seeds}, "
+            f"run with `--jobs {t['slice']['jobs']}` in {t['slice']['jobs']} processes, whereas that grid was run one "
+            f"process at a time{how}."
+        )
+    return "\n".join(parts) if parts else "No timing run with run files is committed."
+
+
+def block_throughput_earlier(d: dict) -> str:
+    t = d["throughput"]
+    parts = []
+    if "grid_walls" in t:
+        w = t["grid_walls"]
+        parts.append(
+            f"Earlier measurements, under contention: the runs' wall times of the committed grid ({w['runs']} runs in "
+            f"`{FASHION}/`) add up to {w['sum_s'] / 3600:.2f} h ({w['median_s']:.1f} s median per run) on one core (the "
+            "other busy with compilations)"
+        )
+    if "slice" in t:
+        s = t["slice"]
+        walls = t.get("slice_walls")
+        parts.append(
+            f"a `--jobs {s['jobs']}` slice of {s['ran']} runs (`{SLICE}/`) took {s['wall_s']:.0f} s at load average "
+            f"{load_text(s['load_range'])} (1-, 5- and 15-minute averages at its start and end)"
+            + (
+                f", its runs' own wall times adding up to {walls['sum_s']:.0f} s ({walls['median_s']:.1f} s median)"
+                if walls
+                else ""
+            )
+            + (
+                f", i.e. ~{s['extrapolated_s'] / 60:.0f} min extrapolated to the {t['grid_runs']} runs"
+                if "extrapolated_s" in s
+                else ""
+            )
+            + ": the shared machine's load, not the harness, made the difference."
+        )
+    return "; ".join(parts) if parts else "No earlier timing is committed."
+
+
+def block_throughput_quick(d: dict) -> str:
+    t = d["throughput"]
+    if "quick" not in t:
+        return f"The quick grid's timing (`{QUICK}/grid-timing.json`) is not committed."
+    q = t["quick"]
+    steps = "/".join(map(str, t.get("quick_steps", []))) or "?"
+    walls = t.get("quick_walls")
+    return (
+        f"Quick grid (`byzagg-repro grid {q['grid']} --jobs {q['jobs']} --report`, {q['ran']} runs x {steps} steps on the "
+        f"embedded data, {q['jobs']} processes): **{q['wall_s']:.0f} s** (load average {q['loadavg_start'][0]:.0f} at its "
+        f"start; `{QUICK}/grid-timing.json`"
+        + (f", the last of {q['timings']} timings" if q["timings"] > 1 else "")
+        + ")"
+        + (
+            f"; the runs' own wall times add up to {walls['sum_s']:.0f} s ({walls['median_s']:.0f} s median)"
+            if walls
+            else ""
+        )
+        + f": {q['wall_s'] / 600:.0%} of the 10-minute budget."
+    )
+
+
 BLOCKS = {
     "runs": block_runs,
     "claims": block_claims,
@@ -969,11 +1374,21 @@ BLOCKS = {
     "paper-text": block_paper_text,
     "legacy": block_legacy,
     "provenance": block_provenance,
+    "throughput-profile": block_throughput_profile,
+    "throughput-grid": block_throughput_grid,
+    "throughput-identity": block_throughput_identity,
+    "throughput-earlier": block_throughput_earlier,
+    "throughput-quick": block_throughput_quick,
 }
 
 
 def render(d: dict) -> dict[str, str]:
     return {name: make(d) for name, make in BLOCKS.items()}
+
+
+def render_throughput(d: dict) -> dict[str, str]:
+    """The Throughput section's blocks alone (they need only ``d["throughput"]``)."""
+    return {name: make(d) for name, make in BLOCKS.items() if name.startswith("throughput-")}
 
 
 def fill(doc: str, blocks: dict[str, str]) -> str:
