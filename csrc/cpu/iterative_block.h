@@ -17,7 +17,9 @@
 
 #include "iterative_passes.h"
 
-#pragma GCC diagnostic push
+// V8d returned by value: GCC notes that its ABI differs with and without AVX-512; every
+// function here has internal linkage, so no call crosses that boundary (for the rest of
+// the translation unit too: the instantiations are emitted at its end).
 #pragma GCC diagnostic ignored "-Wpsabi"
 
 namespace byzagg {
@@ -26,7 +28,12 @@ namespace {
 
 typedef double V8d __attribute__((vector_size(64)));
 typedef float V8f __attribute__((vector_size(32)));
+typedef int64_t V8m __attribute__((vector_size(64)));  // lane masks of V8d comparisons
 #define BYZAGG_PASS_INLINE inline __attribute__((always_inline))
+
+// a's lanes where mask is set, +0.0 elsewhere: a bitwise select (GCC turns a vector ?: of
+// V8d into per-lane branches).
+#define BYZAGG_PASS_SELECT(mask, a) ((V8d)((V8m)(a) & (mask)))
 
 inline double to_double(double x) { return x; }
 // float, float16 and bfloat16 (both convert to float exactly)
@@ -244,9 +251,9 @@ BYZAGG_PASS_INLINE void brsgd_scores_impl(const T* X, int64_t n, int64_t d, int6
     for (; c < vec_width; c += 8) {
       if ((c & 15) == 0) prefetch(x + c);
       const V8d xv = load8(x + c);
-      const auto finite = (xv - xv) == zero;
-      store8(mean + c, load8(mean + c) + (finite ? xv : zero));
-      store8(count + c, load8(count + c) + (finite ? one : zero));
+      const V8m finite = (xv - xv) == zero;
+      store8(mean + c, load8(mean + c) + BYZAGG_PASS_SELECT(finite, xv));
+      store8(count + c, load8(count + c) + BYZAGG_PASS_SELECT(finite, one));
     }
     for (; c < width; ++c) {
       const double xv = to_double(x[c]);
@@ -261,8 +268,9 @@ BYZAGG_PASS_INLINE void brsgd_scores_impl(const T* X, int64_t n, int64_t d, int6
     int64_t c = 0;
     for (; c < vec_width; c += 8) {
       const V8d xv = load8(x + c), m = load8(mean + c);
-      const auto finite = (xv - xv) == zero;
-      const V8d side = finite ? (xv >= m ? one : (xv < m ? -one : zero)) : zero;  // lower: x < m
+      const V8m finite = (xv - xv) == zero;
+      // +1 on the upper side (x >= m), -1 on the lower (x < m), 0 if neither or not finite
+      const V8d side = BYZAGG_PASS_SELECT(finite & (xv >= m), one) + BYZAGG_PASS_SELECT(finite & (xv < m), -one);
       store8(upper + c, load8(upper + c) + side);
     }
     for (; c < width; ++c) {
@@ -276,10 +284,11 @@ BYZAGG_PASS_INLINE void brsgd_scores_impl(const T* X, int64_t n, int64_t d, int6
     int64_t c = 0;
     for (; c < vec_width; c += 8) {
       const V8d xv = load8(x + c), m = load8(mean + c), u = load8(upper + c);
-      const auto finite = (xv - xv) == zero;
-      const auto on_side = u >= zero ? xv >= m : xv < m;
-      points = points + (finite ? (on_side ? one : zero) : zero);
-      bad = bad + (finite ? zero : one);
+      const V8m finite = (xv - xv) == zero;
+      const V8m upper_wins = u >= zero;
+      const V8m on_side = (upper_wins & (xv >= m)) | (~upper_wins & (xv < m));
+      points = points + BYZAGG_PASS_SELECT(finite & on_side, one);
+      bad = bad + BYZAGG_PASS_SELECT(~finite, one);
     }
     double tail_points = 0.0, tail_bad = 0.0;
     for (; c < width; ++c) {
@@ -410,9 +419,8 @@ PassKernels<T> block_kernels() {
 }
 
 #undef BYZAGG_PASS_INLINE
+#undef BYZAGG_PASS_SELECT
 
 }  // namespace
 }  // namespace cpu
 }  // namespace byzagg
-
-#pragma GCC diagnostic pop
