@@ -19,6 +19,7 @@
 // pass-through operand (its mask is all ones, so no lane is read): a false warning,
 // repeated for every network size.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"  // the same, as g++ words it under C++20 (torch 2.14)
 
 #include "coordinate_simd.h"
 
