@@ -23,6 +23,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "../checks.h"
@@ -45,34 +46,25 @@ PassKernels<T> pass_kernels() {
 }
 }  // namespace generic
 
-// float16 and bfloat16: the baseline copy (cpu_isa() still asked, so that a wrong
-// BYZAGG_CPU_ISA is an error for every dtype).
+// The copy for the path cpu_isa() gives: the AVX-512 or AVX2 copy for float and double,
+// the baseline copy otherwise and for float16 and bfloat16 (cpu_isa() is asked for every
+// dtype, so that a wrong BYZAGG_CPU_ISA is an error for each).
 template <typename T>
 PassKernels<T> pass_kernels() {
-  cpu_isa();
-  record_isa(Family::kIterative, Isa::kGeneric);
+  const Isa asked = cpu_isa();
+  const Isa isa = std::is_same_v<T, float> || std::is_same_v<T, double> ? asked : Isa::kGeneric;
+  record_isa(Family::kIterative, isa);
+  if constexpr (std::is_same_v<T, float>) {
+    if (isa == Isa::kAvx512) return avx512::float_pass_kernels();
+    if (isa == Isa::kAvx2) return avx2::float_pass_kernels();
+  } else if constexpr (std::is_same_v<T, double>) {
+    if (isa == Isa::kAvx512) return avx512::double_pass_kernels();
+    if (isa == Isa::kAvx2) return avx2::double_pass_kernels();
+  }
   return generic::pass_kernels<T>();
 }
-template <>
-PassKernels<float> pass_kernels<float>() {
-  const Isa isa = cpu_isa();
-  record_isa(Family::kIterative, isa);
-  switch (isa) {
-    case Isa::kAvx512: return avx512::float_pass_kernels();
-    case Isa::kAvx2: return avx2::float_pass_kernels();
-    default: return generic::pass_kernels<float>();
-  }
-}
-template <>
-PassKernels<double> pass_kernels<double>() {
-  const Isa isa = cpu_isa();
-  record_isa(Family::kIterative, isa);
-  switch (isa) {
-    case Isa::kAvx512: return avx512::double_pass_kernels();
-    case Isa::kAvx2: return avx2::double_pass_kernels();
-    default: return generic::pass_kernels<double>();
-  }
-}
+template PassKernels<float> pass_kernels<float>();
+template PassKernels<double> pass_kernels<double>();
 template PassKernels<c10::Half> pass_kernels<c10::Half>();
 template PassKernels<c10::BFloat16> pass_kernels<c10::BFloat16>();
 
