@@ -48,8 +48,8 @@ def _load_extension() -> tuple[bool, str]:
     return True, "loaded"
 
 
-def _op_names() -> list[str]:
-    """The rules that have an op schema in the extension (csrc/ops.cpp)."""
+def _ops_with_schema() -> list[str]:
+    """The ops of the rule table that have a schema in the extension (csrc/ops.cpp)."""
     names = []
     for name in sorted(IMPLEMENTATIONS):
         try:
@@ -61,11 +61,12 @@ def _op_names() -> list[str]:
 
 
 NATIVE_LOADED, LOAD_STATUS = _load_extension()
+SCHEMA_OPS = _ops_with_schema() if NATIVE_LOADED else []
 if NATIVE_LOADED:
     from . import _autograd, _fake
 
-    _fake.register(_op_names())
-    _autograd.register(_op_names())
+    _fake.register(SCHEMA_OPS)
+    _autograd.register(SCHEMA_OPS)
 BUILD_INFO = _read_build_info()
 
 _DISPATCH_KEYS = {"cpu": "CPU", "cuda": "CUDA"}
@@ -76,14 +77,7 @@ def native_ops(device_type: str) -> list[str]:
     if not NATIVE_LOADED or device_type not in _DISPATCH_KEYS:
         return []
     key = _DISPATCH_KEYS[device_type]
-    names = []
-    for name in sorted(IMPLEMENTATIONS):
-        try:
-            if torch._C._dispatch_has_kernel_for_dispatch_key(f"byzagg::{name}", key):
-                names.append(name)
-        except RuntimeError:  # no schema: the op is not native yet
-            pass
-    return names
+    return [name for name in SCHEMA_OPS if torch._C._dispatch_has_kernel_for_dispatch_key(f"byzagg::{name}", key)]
 
 
 # Looked up once, at import: resolve() must stay a plain dict lookup, which torch.compile

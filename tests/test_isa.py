@@ -8,13 +8,12 @@ family; byzagg.backend() names the path.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
 import byzagg
 from byzagg import _ops
+from utils import require_native
 
 ORDER = ("generic", "avx2", "avx512")
 FAMILIES = ("coordinate", "distances", "selection", "iterative")
@@ -22,10 +21,7 @@ FAMILIES = ("coordinate", "distances", "selection", "iterative")
 
 @pytest.fixture
 def native():
-    if not _ops.NATIVE_LOADED:
-        if os.environ.get("BYZAGG_REQUIRE_NATIVE") == "1" and os.environ.get("BYZAGG_BACKEND") != "reference":
-            pytest.fail(f"BYZAGG_REQUIRE_NATIVE=1 but {_ops.LOAD_STATUS}")
-        pytest.skip(f"no native extension: {_ops.LOAD_STATUS}")
+    require_native("cpu")
     return torch.ops.byzagg
 
 
