@@ -65,11 +65,11 @@ void scalar_columns(const scalar_t* const* rows, int64_t n, int64_t begin, int64
 // ---------------------------------------------------------------------------------------
 
 template <typename acc_t>
-int64_t network_columns(cpu::NetworkIsa isa, const acc_t* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f,
+int64_t network_columns(cpu::Isa isa, const acc_t* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f,
                         CoordinateRule rule, acc_t* out) {
   switch (isa) {
-    case cpu::NetworkIsa::kAvx512: return cpu::avx512::coordinate_columns(rows, n, begin, end, f, rule, out);
-    case cpu::NetworkIsa::kAvx2: return cpu::avx2::coordinate_columns(rows, n, begin, end, f, rule, out);
+    case cpu::Isa::kAvx512: return cpu::avx512::coordinate_columns(rows, n, begin, end, f, rule, out);
+    case cpu::Isa::kAvx2: return cpu::avx2::coordinate_columns(rows, n, begin, end, f, rule, out);
     default: return begin;
   }
 }
@@ -78,14 +78,14 @@ int64_t network_columns(cpu::NetworkIsa isa, const acc_t* const* rows, int64_t n
 // range sorted by the ISA's bitonic network, then the window of window.h per column;
 // returns where the scalar path takes over.
 template <typename acc_t>
-int64_t bitonic_columns(cpu::NetworkIsa isa, const acc_t* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f,
+int64_t bitonic_columns(cpu::Isa isa, const acc_t* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f,
                         CoordinateRule rule, acc_t* out) {
-  const int64_t lanes = (isa == cpu::NetworkIsa::kAvx512 ? 64 : 32) / static_cast<int64_t>(sizeof(acc_t));
+  const int64_t lanes = (isa == cpu::Isa::kAvx512 ? 64 : 32) / static_cast<int64_t>(sizeof(acc_t));
   std::vector<acc_t> stage(static_cast<size_t>(n * lanes));  // rows >= n are never touched
   std::vector<acc_t> sorted(static_cast<size_t>(n * lanes));
   int64_t c0 = begin;
   for (; c0 + lanes <= end; c0 += lanes) {
-    if (isa == cpu::NetworkIsa::kAvx512) {
+    if (isa == cpu::Isa::kAvx512) {
       cpu::avx512::sort_columns(rows, n, c0, stage.data(), sorted.data());
     } else {
       cpu::avx2::sort_columns(rows, n, c0, stage.data(), sorted.data());
@@ -102,8 +102,8 @@ void coordinate_rule_cpu_kernel(const scalar_t* const* rows, int64_t n, int64_t 
   using acc_t = at::opmath_type<scalar_t>;
   // 2 <= n <= 64: the compile-time networks; 64 < n <= 4096: the bitonic network.
   // (cpu_isa() is asked for every n, so that a wrong BYZAGG_CPU_ISA is an error for every n.)
-  const cpu::NetworkIsa best = cpu::network_isa();
-  const cpu::NetworkIsa isa = n >= 2 && n <= cpu::kMaxBitonicRows ? best : cpu::NetworkIsa::kGeneric;
+  const cpu::Isa best = cpu::cpu_isa();
+  const cpu::Isa isa = n >= 2 && n <= cpu::kMaxBitonicRows ? best : cpu::Isa::kGeneric;
   cpu::record_isa(cpu::Family::kCoordinate, isa);
   auto vector_columns = [&](const acc_t* const* from, int64_t begin, int64_t end, acc_t* to) {
     return n <= cpu::kMaxNetworkRows ? network_columns(isa, from, n, begin, end, f, rule, to)
@@ -113,7 +113,7 @@ void coordinate_rule_cpu_kernel(const scalar_t* const* rows, int64_t n, int64_t 
   const int64_t grain = std::max<int64_t>(16, (int64_t(1) << 16) / n / 16 * 16);
   at::parallel_for(0, d, grain, [&](int64_t begin, int64_t end) {
     int64_t done = begin;
-    if (isa != cpu::NetworkIsa::kGeneric) {
+    if (isa != cpu::Isa::kGeneric) {
       if constexpr (std::is_same_v<scalar_t, acc_t>) {
         done = vector_columns(rows, begin, end, out);
       } else {

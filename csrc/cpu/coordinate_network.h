@@ -16,7 +16,7 @@ namespace cpu {
 // does the rest. sort_columns (kMaxNetworkRows < n <= kMaxBitonicRows) sorts the vector
 // width's columns c0, c0 + 1, ... of the n rows in the NaN-last order into sorted[c * n + p],
 // with stage holding n x the vector width values (the padding is never stored). Only call
-// the variant the CPU supports (network_isa()).
+// the variant the CPU supports (cpu_isa(), isa.h).
 namespace avx512 {
 int64_t coordinate_columns(const float* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f,
                            core::CoordinateRule rule, float* out);
@@ -43,10 +43,6 @@ inline int64_t bitonic_rows(int64_t n) {
   while (p < n) p <<= 1;
   return p;
 }
-
-// The network variant follows the CPU ISA (isa.h); generic: no network, the scalar path.
-using NetworkIsa = Isa;
-inline NetworkIsa network_isa() { return cpu_isa(); }
 
 }  // namespace cpu
 }  // namespace byzagg

@@ -1,6 +1,6 @@
 // The block kernels of iterative_block.h, one copy per ISA (iterative_avx512.cpp,
 // iterative_avx2.cpp, and the baseline in iterative.cpp), chosen at run time with
-// network_isa() (BYZAGG_CPU_ISA caps it). All copies give the same bits.
+// cpu_isa() (BYZAGG_CPU_ISA caps it). All copies give the same bits.
 #pragma once
 
 #include <cstdint>
