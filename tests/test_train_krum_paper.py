@@ -273,7 +273,8 @@ def test_krum_paper_grids_shape():
     gaussian = grids.make_grid("krum-paper-gaussian")
     assert len(gaussian) == 30 and {c.attack for c in gaussian} == {"gaussian", "gaussian:variance=40000"}
     omniscient = grids.make_grid("krum-paper-omniscient")
-    assert len(omniscient) == 12 and {c.batch_size for c in omniscient} == set(grids.KRUM_PAPER_BATCHES)
+    assert len(omniscient) == 30 and {c.seed for c in omniscient} == set(range(1, 6))
+    assert {c.batch_size for c in omniscient} == set(grids.KRUM_PAPER_BATCHES)
     attacked = [c for c in omniscient if c.attack != "none"]
     assert {(c.n, c.f, c.rule) for c in attacked} == {(31, 14, "multi_krum")} and 31 >= 2 * 14 + 3
     assert {(c.n, c.f, c.rule) for c in omniscient if c.attack == "none"} == {(31, 0, "average")}

@@ -126,7 +126,14 @@ def test_run_takes_any_rule_with_parameters_into_runs(tmp_path, monkeypatch, cap
     ]
     stored = json.loads((tmp_path / "runs" / "single" / "run-json" / files[0]).read_text())
     assert stored["config"]["rule"] == "centered_clipping:iters=2,tau=10"
-    assert stored["rule_spec"] == {"pre": [], "rule": "centered_clipping", "params": {"iters": 2, "tau": 10.0}}
+    assert stored["rule_spec"] == {
+        "pre": [],
+        "rule": "centered_clipping",
+        "params": {"iters": 2, "tau": 10.0},
+        "effective": [
+            {"name": "centered_clipping", "runs": "centered_clipping", "params": {"center": "zero", "iters": 2, "tau": 10.0}}
+        ],
+    }
     assert not (tmp_path / "results").exists()
     capsys.readouterr()
     assert run_cli(tmp_path, monkeypatch, "--rule", "no_such_rule") == 2
@@ -226,3 +233,29 @@ def test_missing_folders_are_errors(tmp_path, capsys):
     assert "no such folder" in capsys.readouterr().err
     with pytest.raises(data.DatasetError, match="does not exist"):
         data.load_dataset("mnist", missing)
+
+
+def test_run_files_state_the_parameters_a_rule_ran_with():
+    """describe(spec, preset)["effective"]: every specification parameter with the value the
+    call gets, the function's defaults filled in, and the function that runs under the preset."""
+    (brsgd,) = rules.describe("brsgd", "canonical")["effective"]
+    assert brsgd == {"name": "brsgd", "runs": "brsgd", "params": {"beta": 0.5, "threshold": "inf"}}
+    (brsgd,) = rules.describe("brsgd:beta=0.25,threshold=3", "canonical")["effective"]
+    assert brsgd["params"] == {"beta": 0.25, "threshold": 3.0}
+    (krum,) = rules.describe("krum", "paper")["effective"]
+    assert krum == {"name": "krum", "runs": "paper_krum", "params": {"m": None}}
+    (median,) = rules.describe("median", "paper-text")["effective"]
+    assert median["runs"] == "text_median"
+    bucketing, gm = rules.describe("bucketing:s=2+geometric_median", "canonical")["effective"]
+    assert bucketing["params"] == {"s": 2}
+    assert gm["params"] == {"eps": 1e-8, "max_iter": 100, "tol": 1e-7}
+    (one_minus_p,) = rules.describe("krum-1p", "canonical")["effective"]
+    assert one_minus_p["params"] == {"m": 1, "power": 0.5}
+    # every name of the harness has its parameters' defaults on record (a rule whose
+    # function lost a default would show up here as a missing key)
+    for name in rules.NAMES:
+        spec = {"centered_clipping": "centered_clipping:tau=1", "bucketing": "bucketing:s=2"}.get(name, name)
+        (*_, final) = rules.describe(spec, "canonical")["effective"]
+        optional = set(rules.PARAMS[name]) - set(rules.REQUIRED.get(name, ()))
+        assert optional <= set(final["params"]), name
+    assert "effective" not in rules.describe("brsgd")

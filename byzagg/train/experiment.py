@@ -370,7 +370,7 @@ def run(
     training_only = train_s - timer.totals.get("evaluation", 0.0)
     return {
         **result_header(config),
-        "rule_spec": rules.describe(config.rule),
+        "rule_spec": rules.describe(config.rule, config.preset),
         "data": {"source": dataset.source, "train": len(dataset.train_labels), "test": len(dataset.test_labels)},
         "dimension": flat.dim,
         "parameters": models.parameter_count(model),

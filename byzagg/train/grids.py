@@ -26,7 +26,7 @@ The Krum paper's experiments (Blanchard et al. 2017, supplementary Section 5; pr
 - ``krum-paper-omniscient``: embedded real-MNIST subset (or ``--dataset fashion-mnist``),
   ``mnist-convnet``, n = 31; Multi-Krum facing f = 14 omniscient workers (45%) against the
   average of n = 31 correct workers (f = 0, attack none), mini-batch 2, 8 and 32, lr 0.1,
-  KRUM_PAPER_OMNISCIENT_STEPS rounds, accuracy every 25; seeds 1-2 (12 runs: the 2-core budget). Source:
+  KRUM_PAPER_OMNISCIENT_STEPS rounds, accuracy every 25; seeds 1-5 (30 runs). Source:
   Figures 2 and 3.
 
 The BrSGD study (Li et al., "Efficient Byzantine-Resilient Stochastic Gradient Descent",
@@ -114,7 +114,7 @@ def _krum_paper_grid(name: str, dataset: str | None, preset: str, seeds) -> list
         eval_every=25,
     )
     configs = []
-    for seed in seeds or (1, 2):
+    for seed in seeds or range(1, 6):
         for batch in KRUM_PAPER_BATCHES:
             configs.append(replace(base, f=0, rule="average", attack="none", batch_size=batch, seed=seed))
             configs.append(replace(base, f=14, rule="multi_krum", attack="omniscient", batch_size=batch, seed=seed))
@@ -131,7 +131,7 @@ BRSGD_FS = (2, 5, 10)  # 10%, 25%, 50% of n = 20
 BRSGD_BATCH = 4
 BRSGD_STEPS = 400
 BRSGD_EVAL_EVERY = 100
-BRSGD_SEEDS = (1,)
+BRSGD_SEEDS = (1, 2, 3, 4, 5)
 
 
 def _brsgd_grid(dataset: str | None, preset: str, seeds) -> list[RunConfig]:

@@ -45,6 +45,7 @@ seeded by the run's seed.
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 from collections.abc import Callable
@@ -94,6 +95,8 @@ PARAMS: dict[str, dict[str, type | tuple[str, ...]]] = {
     "krum_1p": {"m": int, "power": float},
 }
 REQUIRED = {"centered_clipping": ("tau",), "bucketing": ("s",)}
+# defaults of specification values that are not the function's own (center: a word here)
+SPEC_DEFAULTS = {("centered_clipping", "center"): "zero"}
 NOT_FROM_SPEC = ("G", "f", "weights", "generator")
 
 PAPER_PRESET_NAMES = {"average": "average", "krum": "paper_krum", "median": "paper_median", "bulyan": "paper_bulyan"}
@@ -225,14 +228,63 @@ def canonical(spec: str) -> str:
     return "+".join(step.text() for step in parse(spec))
 
 
-def describe(spec: str) -> dict:
-    """The specification as data, for run files: {"pre": [...], "rule": ..., "params": {...}}."""
+def describe(spec: str, preset: str | None = None) -> dict:
+    """The specification as data, for run files: {"pre": [...], "rule": ..., "params": {...}}
+    (the parameters as written). With `preset`, also "effective": for every step the function
+    that runs under that preset and every parameter it takes from a specification, the
+    defaults filled in (e.g. brsgd's beta and threshold when the spec sets neither), so a run
+    file states the values it ran with; a non-finite value is written as a string ("inf")."""
     steps = parse(spec)
-    return {
+    described = {
         "pre": [{"name": s.name, "params": dict(s.params)} for s in steps[:-1]],
         "rule": steps[-1].name,
         "params": dict(steps[-1].params),
     }
+    if preset is not None:
+        finals = [_resolved_name(steps[-1].name, preset)]
+        described["effective"] = [effective_params(s.name, dict(s.params)) for s in steps[:-1]] + [
+            effective_params(steps[-1].name, dict(steps[-1].params), finals[0])
+        ]
+    return described
+
+
+def _resolved_name(name: str, preset: str) -> str:
+    """The name of what runs for the grid name `name` under `preset` (see the docstring)."""
+    if preset == "paper":
+        return PAPER_PRESET_NAMES.get(name, name)
+    if preset == "paper-text":
+        return PAPER_TEXT_PRESET_NAMES.get(name, name)
+    return name
+
+
+def _function(name: str) -> Callable:
+    if name == "krum_1p":
+        return OneMinusPKrum.__init__
+    if name in PAPER_VARIANTS or name in TEXT_VARIANTS:
+        return getattr(paper_rules, name)
+    return getattr(byzagg, name)
+
+
+def effective_params(name: str, params: dict, runs: str | None = None) -> dict:
+    """{"name": name, "runs": the function's name, "params": every parameter of PARAMS[name]
+    with the value the call gets: the given one, else the function's default (None where the
+    function computes it, e.g. multi_krum's m = n - f)}."""
+    runs = runs or name
+    signature = inspect.signature(_function(runs))
+    values = {}
+    for key in PARAMS[name]:
+        if key in params:
+            value = params[key]
+        elif (name, key) in SPEC_DEFAULTS:
+            value = SPEC_DEFAULTS[name, key]
+        elif key in signature.parameters and signature.parameters[key].default is not inspect.Parameter.empty:
+            value = signature.parameters[key].default
+        else:
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            value = repr(value)
+        values[key] = value
+    return {"name": name, "runs": runs, "params": dict(sorted(values.items()))}
 
 
 def one_minus_p_probability(t: int, power: float = 0.5) -> float:
