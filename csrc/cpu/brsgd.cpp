@@ -1,11 +1,14 @@
-// CPU kernel of BrSGD (docs/api.md), in float64 like the reference, in three passes over G:
+// CPU kernel of BrSGD (docs/api.md), in float64 like the reference, in up to three passes
+// over G:
 // 1. per block of coordinates (iterative_block.h, vector copies per ISA): per column the
 //    mean of its finite values and the side of it holding the majority (>= mean is the
-//    upper side, which wins ties), a point for each row on that side, the non-finite rows;
-//    and the column medians (NaN last; the mean of the two middle values for even n): for
-//    odd n the middle value, which the coordinate-wise kernel (sorting networks) selects
-//    exactly; for even n the two middle values by selection per column, averaged in float64;
-// 2. each finite row's l1 distance to the median;
+//    upper side, which wins ties), a point for each row on that side, the non-finite rows,
+//    the least number of finite values of a column;
+// 2. only when C1 is not simply the finite rows (a finite threshold, or a column at most
+//    half finite, whose median may be NaN): the column medians (NaN last; the mean of the
+//    two middle values for even n: for odd n the middle value, which the coordinate-wise
+//    kernel selects exactly; for even n the two middle values by selection per column,
+//    averaged in float64) and each finite row's l1 distance to them;
 // 3. the mean of the rows in C1 (l1 <= 2 threshold) and C2 (the ceil(beta n) best scores,
 //    ties to the lower index); the median when no row is in both.
 // Per-row sums over coordinates are stored per block and added in block order
@@ -56,23 +59,16 @@ at::Tensor brsgd_kernel(const at::Tensor& Xt, double beta, double threshold) {
   const core::PassBlocks blocks = core::make_pass_blocks(n, d);
   const PassKernels<scalar_t> kernels = pass_kernels<scalar_t>();
 
-  // Pass 1: scores and non-finite rows per block; the medians.
+  // Pass 1: scores, non-finite rows and the least count of finite values of a column, per block.
   std::vector<int64_t> score_partials(static_cast<size_t>(blocks.count * n));
   std::vector<uint8_t> nonfinite_partials(static_cast<size_t>(blocks.count * n));
+  std::vector<int64_t> least_finite(static_cast<size_t>(blocks.count), n);
   at::parallel_for(0, blocks.count, 1, [&](int64_t begin, int64_t end) {
-    std::vector<double> scratch(static_cast<size_t>(3 * blocks.columns));
+    std::vector<double> scratch(static_cast<size_t>(6 * blocks.columns));
     for (int64_t b = begin; b < end; ++b)
       kernels.brsgd_scores(X, n, d, blocks.begin(b), blocks.end(b), scratch.data(), score_partials.data() + b * n,
-                           nonfinite_partials.data() + b * n);
+                           nonfinite_partials.data() + b * n, least_finite.data() + b);
   });
-  at::Tensor median;
-  if (n % 2 == 1) {
-    median = coordinate_rule(Xt, {}, 0, core::CoordinateRule::kMedian).to(at::kDouble).contiguous();
-  } else {
-    median = at::empty({d}, Xt.options().dtype(at::kDouble));
-    even_medians(X, n, d, median.data_ptr<double>());
-  }
-  const double* med = median.data_ptr<double>();
   std::vector<int64_t> score(static_cast<size_t>(n), 0);
   std::vector<uint8_t> finite(static_cast<size_t>(n), 1);
   for (int64_t b = 0; b < blocks.count; ++b)
@@ -80,13 +76,31 @@ at::Tensor brsgd_kernel(const at::Tensor& Xt, double beta, double threshold) {
       score[i] += score_partials[b * n + i];
       if (nonfinite_partials[b * n + i]) finite[i] = 0;
     }
-
-  // Pass 2: l1 distances of the finite rows to the median.
-  std::vector<double> l1_partials(static_cast<size_t>(blocks.count * n), 0.0);
-  at::parallel_for(0, blocks.count, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; ++b)
-      kernels.row_l1(X, n, d, finite.data(), med, blocks.begin(b), blocks.end(b), l1_partials.data() + b * n);
-  });
+  // With an infinite threshold and more than half of every column finite, every column's
+  // median is finite (the middle values are finite), so every finite row's l1 distance is
+  // <= inf: C1 is the finite rows, and neither the median nor the distances are needed
+  // (unless no row is chosen). Otherwise (a column's median may be NaN, making every l1
+  // distance NaN, or a finite threshold) the median and pass 2.
+  const int64_t least = d > 0 ? *std::min_element(least_finite.begin(), least_finite.end()) : n;
+  const bool c1_is_finite_rows = std::isinf(threshold) && 2 * least > n;
+  at::Tensor median;
+  auto medians = [&] {
+    if (n % 2 == 1) return coordinate_rule(Xt, {}, 0, core::CoordinateRule::kMedian).to(at::kDouble).contiguous();
+    at::Tensor even = at::empty({d}, Xt.options().dtype(at::kDouble));
+    even_medians(X, n, d, even.data_ptr<double>());
+    return even;
+  };
+  std::vector<double> l1_partials;
+  if (!c1_is_finite_rows) {
+    median = medians();
+    // Pass 2: l1 distances of the finite rows to the median.
+    l1_partials.assign(static_cast<size_t>(blocks.count * n), 0.0);
+    const double* med = median.data_ptr<double>();
+    at::parallel_for(0, blocks.count, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t b = begin; b < end; ++b)
+        kernels.row_l1(X, n, d, finite.data(), med, blocks.begin(b), blocks.end(b), l1_partials.data() + b * n);
+    });
+  }
 
   // C2: the ceil(beta n) highest scores, ties to the lower index; C1: l1 <= 2 threshold.
   std::vector<int64_t> order(static_cast<size_t>(n));
@@ -99,13 +113,12 @@ at::Tensor brsgd_kernel(const at::Tensor& Xt, double beta, double threshold) {
   int64_t chosen_count = 0;
   for (int64_t i = 0; i < n; ++i) {
     if (!finite[i] || !in_c2[i]) continue;
-    const double l1 = core::sum_in_block_order(l1_partials.data(), blocks.count, n, i);
-    if (l1 <= 2.0 * threshold) {
+    if (c1_is_finite_rows || core::sum_in_block_order(l1_partials.data(), blocks.count, n, i) <= 2.0 * threshold) {
       chosen[i] = 1;
       ++chosen_count;
     }
   }
-  if (chosen_count == 0) return median.to(Xt.scalar_type());
+  if (chosen_count == 0) return (median.defined() ? median : medians()).to(Xt.scalar_type());
 
   // Pass 3: the mean of the chosen rows, summed in row order.
   at::Tensor mean = at::empty({d}, Xt.options().dtype(at::kDouble));

@@ -14,6 +14,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
+#include <type_traits>
 
 #include "iterative_passes.h"
 
@@ -231,75 +233,171 @@ BYZAGG_PASS_INLINE void row_l1_impl(const T* X, int64_t n, int64_t d, const uint
   }
 }
 
+// BrSGD's comparisons run in the element type's own precision where that is exact: a float
+// (or float16 / bfloat16, converted exactly) x satisfies x >= m, for a float64 m, exactly
+// when x >= the least float >= m (ceil_to), and x < m exactly when x < that float. Its
+// sweeps use 32-byte vectors (8 floats or 4 doubles, with lane masks of the same width),
+// which every ISA here has natively (AVX2 has no 64-byte vectors: GCC splits their
+// comparisons into scalar code).
+template <typename T>
+struct ScoreLanes {
+  typedef float C;
+  typedef int32_t I;
+  typedef float V __attribute__((vector_size(32)));
+  typedef int32_t M __attribute__((vector_size(32)));
+  typedef V8d W;  // the lanes widened to float64
+  static constexpr int L = 8;
+};
+template <>
+struct ScoreLanes<double> {
+  typedef double C;
+  typedef int64_t I;
+  typedef double V __attribute__((vector_size(32)));
+  typedef int64_t M __attribute__((vector_size(32)));
+  typedef V W;
+  static constexpr int L = 4;
+};
+
+template <typename T>
+BYZAGG_PASS_INLINE typename ScoreLanes<T>::V load_cmp(const T* p) {
+  typename ScoreLanes<T>::V v;
+  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+    std::memcpy(&v, p, sizeof(v));
+  } else {
+    for (int l = 0; l < 8; ++l) v[l] = static_cast<float>(p[l]);
+  }
+  return v;
+}
+
+template <typename Vec, typename P>
+BYZAGG_PASS_INLINE Vec load_as(const P* p) {
+  Vec v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+template <typename Vec, typename P>
+BYZAGG_PASS_INLINE void store_as(P* p, Vec v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+
+// The least C >= m (m itself for double). For float: m is a mean of floats, so |m| <=
+// FLT_MAX and the rounded value is finite (or NaN); one step up where it rounded down.
+template <typename C>
+inline C ceil_to(double m) {
+  if constexpr (std::is_same_v<C, double>) {
+    return m;
+  } else {
+    float f = static_cast<float>(m);
+    if (static_cast<double>(f) < m) {  // f < m: f is not -0.0, and one ulp towards +inf
+      uint32_t bits;
+      std::memcpy(&bits, &f, sizeof(bits));
+      bits = f >= 0.0f ? bits + 1 : bits - 1;
+      std::memcpy(&f, &bits, sizeof(f));
+    }
+    return f;
+  }
+}
+
+template <typename M>
+BYZAGG_PASS_INLINE int64_t mask_lane_sum(M v, int lanes) {
+  int64_t sum = 0;
+  for (int l = 0; l < lanes; ++l) sum += v[l];
+  return sum;
+}
+
 // BrSGD's scores on [c0, c1) (docs/api.md): per column the mean of its finite values (added in
-// row order, a non-finite value adding 0 as in the reference), the side of it that holds
-// the majority (>= mean is the upper side, which wins ties); then per row the number of its
-// finite values on that side (score[i] for the block) and whether it has a non-finite value
-// (nonfinite[i]). scratch: 3 (c1 - c0) doubles.
+// row order, in float64, a non-finite value adding 0 as in the reference) and the side of it
+// that holds the majority (>= mean is the upper side, which wins ties); then per row the
+// number of its finite values on that side (score[i] for the block) and whether it has a
+// non-finite value (nonfinite[i]); *least_finite = the least number of finite values of a
+// column of the block. Three sweeps over the block's rows:
+// 1. the finite values' sum (float64) and count per column;
+// 2. upper[c] = #(m <= x < inf), the finite values on the upper side (the others of the
+//    count are below m: upper wins iff 2 upper >= count; no finite value: mean NaN, upper 0,
+//    upper wins as in the reference, and no row scores);
+// 3. per column the winning side as one interval [lo, hi): [m, inf) or [lowest, m) (the
+//    finite values below m); per row the values inside it, and the non-finite ones.
+// scratch: 6 (c1 - c0) doubles.
 template <typename T>
 BYZAGG_PASS_INLINE void brsgd_scores_impl(const T* X, int64_t n, int64_t d, int64_t c0, int64_t c1, double* scratch,
-                                          int64_t* score, uint8_t* nonfinite) {
-  const int64_t width = c1 - c0, vec_width = width / 8 * 8;
+                                          int64_t* score, uint8_t* nonfinite, int64_t* least_finite) {
+  typedef ScoreLanes<T> S;
+  typedef typename S::C C;
+  typedef typename S::I I;
+  typedef typename S::V V;
+  typedef typename S::M M;
+  typedef typename S::W W;
+  constexpr int L = S::L;
+  const int64_t width = c1 - c0, vec_width = width / L * L;
   double* mean = scratch;
-  double* count = scratch + width;
-  double* upper = scratch + 2 * width;  // upper minus lower count, then 1 where upper wins
-  const V8d zero = V8d{}, one = zero + 1.0;
-  for (int64_t c = 0; c < width; ++c) mean[c] = 0.0, count[c] = 0.0, upper[c] = 0.0;
+  I* count = reinterpret_cast<I*>(scratch + width);
+  C* mc = reinterpret_cast<C*>(scratch + 2 * width);  // ceil_to(mean)
+  C* lo = reinterpret_cast<C*>(scratch + 3 * width);  // the winning side [lo, hi)
+  C* hi = reinterpret_cast<C*>(scratch + 4 * width);
+  I* upper = reinterpret_cast<I*>(scratch + 5 * width);
+  const C inf = std::numeric_limits<C>::infinity(), lowest = std::numeric_limits<C>::lowest();
+  const V vinf = V{} + inf;
+  for (int64_t c = 0; c < width; ++c) mean[c] = 0.0, count[c] = 0, upper[c] = 0;
   for (int64_t i = 0; i < n; ++i) {
     const T* x = X + i * d + c0;
     int64_t c = 0;
-    for (; c < vec_width; c += 8) {
+    for (; c < vec_width; c += L) {
       if ((c & 15) == 0) prefetch(x + c);
-      const V8d xv = load8(x + c);
-      const V8m finite = (xv - xv) == zero;
-      store8(mean + c, load8(mean + c) + BYZAGG_PASS_SELECT(finite, xv));
-      store8(count + c, load8(count + c) + BYZAGG_PASS_SELECT(finite, one));
+      const V xv = load_cmp(x + c);
+      const M finite = (xv - xv) == V{};
+      const V kept = (V)((M)xv & finite);  // the value, +0.0 where not finite
+      store_as(mean + c, load_as<W>(mean + c) + __builtin_convertvector(kept, W));
+      store_as(count + c, load_as<M>(count + c) - finite);  // a true lane is -1
     }
     for (; c < width; ++c) {
-      const double xv = to_double(x[c]);
-      const bool finite = xv - xv == 0.0;
-      mean[c] = mean[c] + (finite ? xv : 0.0);
-      count[c] = count[c] + (finite ? 1.0 : 0.0);
+      const C xv = static_cast<C>(x[c]);
+      const bool finite = xv - xv == C(0);
+      mean[c] = mean[c] + (finite ? static_cast<double>(xv) : 0.0);
+      count[c] += finite;
     }
   }
-  for (int64_t c = 0; c < width; ++c) mean[c] = mean[c] / count[c];  // NaN when none is finite
+  I least = static_cast<I>(n);
+  for (int64_t c = 0; c < width; ++c) {
+    mean[c] = mean[c] / static_cast<double>(count[c]);  // NaN when none is finite
+    mc[c] = ceil_to<C>(mean[c]);
+    least = count[c] < least ? count[c] : least;
+  }
+  *least_finite = static_cast<int64_t>(least);
   for (int64_t i = 0; i < n; ++i) {
     const T* x = X + i * d + c0;
     int64_t c = 0;
-    for (; c < vec_width; c += 8) {
-      const V8d xv = load8(x + c), m = load8(mean + c);
-      const V8m finite = (xv - xv) == zero;
-      // +1 on the upper side (x >= m), -1 on the lower (x < m), 0 if neither or not finite
-      const V8d side = BYZAGG_PASS_SELECT(finite & (xv >= m), one) + BYZAGG_PASS_SELECT(finite & (xv < m), -one);
-      store8(upper + c, load8(upper + c) + side);
+    for (; c < vec_width; c += L) {
+      const V xv = load_cmp(x + c);
+      store_as(upper + c, load_as<M>(upper + c) - ((xv >= load_as<V>(mc + c)) & (xv < vinf)));
     }
     for (; c < width; ++c) {
-      const double xv = to_double(x[c]);
-      if (xv - xv == 0.0) upper[c] = upper[c] + (xv >= mean[c] ? 1.0 : (xv < mean[c] ? -1.0 : 0.0));
+      const C xv = static_cast<C>(x[c]);
+      upper[c] += (xv >= mc[c]) & (xv < inf);
     }
+  }
+  for (int64_t c = 0; c < width; ++c) {
+    const bool upper_wins = 2 * static_cast<int64_t>(upper[c]) >= static_cast<int64_t>(count[c]);
+    lo[c] = upper_wins ? mc[c] : lowest;
+    hi[c] = upper_wins ? inf : mc[c];
   }
   for (int64_t i = 0; i < n; ++i) {
     const T* x = X + i * d + c0;
-    V8d points = zero, bad = zero;
+    M points = M{}, bad = M{};
     int64_t c = 0;
-    for (; c < vec_width; c += 8) {
-      const V8d xv = load8(x + c), m = load8(mean + c), u = load8(upper + c);
-      const V8m finite = (xv - xv) == zero;
-      const V8m upper_wins = u >= zero;
-      const V8m on_side = (upper_wins & (xv >= m)) | (~upper_wins & (xv < m));
-      points = points + BYZAGG_PASS_SELECT(finite & on_side, one);
-      bad = bad + BYZAGG_PASS_SELECT(~finite, one);
+    for (; c < vec_width; c += L) {
+      const V xv = load_cmp(x + c);
+      points = points - ((xv >= load_as<V>(lo + c)) & (xv < load_as<V>(hi + c)));
+      bad = bad - ((xv - xv) != V{});
     }
-    double tail_points = 0.0, tail_bad = 0.0;
+    int64_t tail_points = 0, tail_bad = 0;
     for (; c < width; ++c) {
-      const double xv = to_double(x[c]);
-      const bool finite = xv - xv == 0.0;
-      const bool on_side = upper[c] >= 0.0 ? xv >= mean[c] : xv < mean[c];
-      tail_points = tail_points + (finite && on_side ? 1.0 : 0.0);
-      tail_bad = tail_bad + (finite ? 0.0 : 1.0);
+      const C xv = static_cast<C>(x[c]);
+      tail_points += (xv >= lo[c]) & (xv < hi[c]);
+      tail_bad += !(xv - xv == C(0));
     }
-    score[i] = static_cast<int64_t>(lane_sum(points) + tail_points);
-    nonfinite[i] = (lane_sum(bad) + tail_bad) > 0.0;
+    score[i] = mask_lane_sum(points, L) + tail_points;
+    nonfinite[i] = (mask_lane_sum(bad, L) + tail_bad) > 0;
   }
 }
 
@@ -403,8 +501,8 @@ void row_l1(const T* X, int64_t n, int64_t d, const uint8_t* use, const double* 
 }
 template <typename T>
 void brsgd_scores(const T* X, int64_t n, int64_t d, int64_t c0, int64_t c1, double* scratch, int64_t* score,
-                  uint8_t* nonfinite) {
-  brsgd_scores_impl(X, n, d, c0, c1, scratch, score, nonfinite);
+                  uint8_t* nonfinite, int64_t* least_finite) {
+  brsgd_scores_impl(X, n, d, c0, c1, scratch, score, nonfinite, least_finite);
 }
 template <typename T>
 void gm_step(const T* X, int64_t n, int64_t d, const uint8_t* use, const double* beta, double beta_sum, double lam,
