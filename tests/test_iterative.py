@@ -349,3 +349,31 @@ def test_brsgd_same_bits_as_the_reference(dtype):
             for beta, threshold in [(0.5, math.inf), (0.3, 0.8 * d), (1.0, 0.0)]:
                 got, want = op(G, beta, threshold), impl.brsgd(G, beta, threshold)
                 assert torch.equal(got, want), (n, d, beta, threshold, float((got.double() - want.double()).abs().max()))
+
+
+@pytest.mark.parametrize("n", [4, 5, 10, 11, 20, 21])
+def test_brsgd_infinite_threshold_at_the_half_finite_boundary(n):
+    """With threshold = inf the kernel skips the median and the l1 pass when every column is
+    more than half finite (C1 = the finite rows) and takes them otherwise: a column whose
+    median is NaN (NaN majority, or -inf and +inf in the middle) makes every l1 distance NaN,
+    C1 empty, and the result the median. Columns just on either side of the boundary, each
+    kind of non-finite value: the native bits equal the reference's."""
+    op = native("brsgd")
+    g = gen(46)
+    half = n // 2
+    patterns = {
+        "finite": [],
+        "below half non-finite": [math.nan] * (half - 1 if n % 2 == 0 else half),
+        "half NaN": [math.nan] * half,
+        "NaN majority": [math.nan] * (half + 1),
+        "-inf and +inf halves": [-math.inf] * half + [math.inf] * (n - half),
+        "mixed at the boundary": ([math.inf, -math.inf, math.nan] * n)[:half],
+    }
+    for name, column in patterns.items():
+        for d in (1, 9, 300):
+            G = torch.randn(n, d, generator=g)
+            for r, value in enumerate(column):
+                G[n - 1 - r, 0] = value  # the last rows: C2's ties go to the lower index
+            for beta in (0.5, 1.0):
+                got, want = op(G, beta, math.inf), impl.brsgd(G, beta, math.inf)
+                torch.testing.assert_close(got, want, rtol=0, atol=0, equal_nan=True, msg=f"{name} n={n} d={d}")
