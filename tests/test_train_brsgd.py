@@ -304,7 +304,18 @@ def test_report_numbers_come_from_the_runs(tmp_path, monkeypatch):
     once = doc.read_text()
     assert once.startswith("# Reproduction\n\n## Earlier section\n\ntext\n") and "## BrSGD study" in once
     assert "](../grid/report/brsgd-figure3.png)" in once
+    assert "`byzagg.brsgd(G, beta=0.5, threshold=inf)` (as the run files state it" in once
     assert (tmp_path / "grid" / "report" / "brsgd-figure3.png").stat().st_size < 300_000
     brsgd_report.make_report("grid", doc=doc)
     assert doc.read_text() == once  # replaced, not appended again
     assert once.count(brsgd_report.BEGIN_MARKER) == 1
+
+
+def test_report_states_the_parameters_the_runs_ran_with():
+    run = {"run_id": "r", "rule_spec": {"effective": [{"name": "brsgd", "params": {"beta": 0.5, "threshold": "inf"}}]}}
+    assert brsgd_report.stated_params([run, run]) == "beta=0.5, threshold=inf"
+    other = {"run_id": "s", "rule_spec": {"effective": [{"name": "brsgd", "params": {"beta": 0.3, "threshold": "inf"}}]}}
+    with pytest.raises(ValueError, match="different parameters"):
+        brsgd_report.stated_params([run, other])
+    with pytest.raises(ValueError, match="does not state"):
+        brsgd_report.stated_params([run, {"run_id": "old", "rule_spec": {"rule": "brsgd"}}])

@@ -183,6 +183,21 @@ def long_table(groups) -> str:
 # Cost
 
 
+def stated_params(runs: list[dict]) -> str:
+    """The parameters BrSGD ran with, as the run files state them (``rule_spec.effective``,
+    written since the runs record them), e.g. ``beta=0.5, threshold=inf``. Raises ValueError
+    if the runs disagree or one does not state them."""
+    stated = set()
+    for run in runs:
+        effective = run.get("rule_spec", {}).get("effective")
+        if not effective:
+            raise ValueError(f"run {run.get('run_id')} does not state the parameters its rule ran with")
+        stated.add(", ".join(f"{k}={v}" for k, v in sorted(effective[-1]["params"].items())))
+    if len(stated) != 1:
+        raise ValueError(f"the BrSGD runs ran with different parameters: {sorted(stated)}")
+    return stated.pop()
+
+
 def aggregation_times(runs: list[dict]) -> np.ndarray:
     """The per-step aggregation times (s) of the runs, the first step of each left out (it
     includes one-time allocations)."""
@@ -538,6 +553,7 @@ def section(results_dir, figure_link: str | None = None, out: Path | None = None
     seeds_text = "; ".join(f"seed {seed}: {count} of the {expected} setups" for seed, count in per_seed.items())
     several = sum(1 for runs in groups.values() if len(runs) > 1)
     samples = config["n"] * config["batch_size"] * config["steps"]
+    brsgd_params = stated_params([r for r in results if r["config"]["rule"].startswith("brsgd")])
     link = figure_link or (figure.name if figure else "")
     text = [
         "## BrSGD study",
@@ -562,7 +578,8 @@ def section(results_dir, figure_link: str | None = None, out: Path | None = None
         f"no clipping), step size {config['lr']:g}, mini-batch {config['batch_size']} per worker, {config['steps']} steps "
         f"({samples:,} samples drawn by all 20 workers: {samples / results[0]['data']['train']:.2f} epoch), test accuracy "
         f"on the whole test set every {config['eval_every']} steps |",
-        "| BrSGD | beta = 1/2, threshold T > 0 (value not given) | `byzagg.brsgd(G, beta=0.5, threshold=inf)`: C2 = the "
+        f"| BrSGD | beta = 1/2, threshold T > 0 (value not given) | `byzagg.brsgd(G, {brsgd_params})` (as the run "
+        "files state it: `rule_spec.effective`): C2 = the "
         "ceil(n / 2) = 10 rows of highest score; threshold = inf turns Constraint 1 (C1 = rows with ||g_i - median||_1 "
         "<= 2T) off, so C1 holds every finite row: the source gives no value and any absolute one is a scale we would "
         "have to invent; without it BrSGD has to stop the 1e10 rows by its scores alone (the harder case) |",
