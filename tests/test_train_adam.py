@@ -470,6 +470,19 @@ def test_cli_pre_option_and_errors(tmp_path, monkeypatch, capsys):
     assert "alpha must be finite and > 0" in capsys.readouterr().err
 
 
+def test_the_distributed_path_refuses_what_it_does_not_implement():
+    from byzagg.train import distributed_run
+
+    for changes, message in [
+        ({"optimizer": "resam", "mu": 0.0}, "simulated only"),
+        ({"split": "homogeneous"}, "simulated only"),
+        ({"attack": "little:base=own", "f": 2, "n": 7}, "simulated only"),
+        ({"attack": "sign_flip"}, "simulated only"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            distributed_run.run_distributed(replace(TINY, **{"attack": "little", **changes}))
+
+
 def test_every_committed_run_file_is_still_found():
     paths = sorted(p for p in (REPO / "results").rglob("run-json/*.json*") if p.name.endswith((".json", ".json.gz")))
     if not paths:

@@ -28,7 +28,9 @@ gradient g (the l2 term added, then clipped, as for SGD); then:
   m* = F(m_hat_1, ...), v* = F(v_hat_1, ...), and steps theta <- theta - lr * m* /
   sqrt(v* + eps): eps *under* the square root, as Algorithm 20 writes it (Algorithm 10 and
   DRA add it outside). A v* with negative coordinates (only Byzantine vectors can make
-  one: honest v_hat >= 0) gives NaN there, as in the source (its Section 4.1.2.1).
+  one: honest v_hat >= 0) gives NaN there, as in the source (its Section 4.1.2.1). The two
+  matrices go to two instances of the rule built alike (a stateful rule, e.g. bucketing,
+  draws the same permutations for both).
 
 Byzantine workers: an attack replaces what they would send under the optimiser (the
 gradient, the RESAM momentum, the DRA direction, or both MRA moments; attacks.py). Honest
@@ -39,7 +41,6 @@ second moments included.
 from __future__ import annotations
 
 import math
-import re
 
 import torch
 
