@@ -305,7 +305,8 @@ def parse(spec: str) -> tuple[str, dict]:
         text = text.strip()
         if kind is str:
             if text not in CHOICES[key]:
-                raise ValueError(f"attack {name}: parameter {key} must be one of {', '.join(CHOICES[key])}, got {text!r}")
+                words = ", ".join(CHOICES[key])
+                raise ValueError(f"attack {name}: parameter {key} must be one of {words}, got {text!r}")
             values[key] = text
             continue
         if kind is int and not re.fullmatch(r"[+-]?\d+", text):

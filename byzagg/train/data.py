@@ -707,7 +707,8 @@ def run_split(spec: str, labels: torch.Tensor, workers: int, seed: int, num_clas
     name, values = parse_split(spec)
     if name == "shared":
         return None
-    parts = make_split(name, labels, workers, values.get("alpha", DIRICHLET_ALPHA), SPLIT_SEED_OFFSET + seed, num_classes)
+    alpha = values.get("alpha", DIRICHLET_ALPHA)
+    parts = make_split(name, labels, workers, alpha, SPLIT_SEED_OFFSET + seed, num_classes)
     empty = [w for w, part in enumerate(parts) if len(part) == 0]
     if empty:
         raise ValueError(

@@ -5,6 +5,10 @@ A step (DESIGN.md, "Harness shape"):
   gradients in one vmap'd pass -> + l2 term -> clipped -> (momentum at the workers) ->
   the attack builds f identical Byzantine rows from the submitted honest vectors ->
   G (n, d), honest rows first -> aggregation rule -> (momentum at the server) -> update.
+With an optimiser other than sgd (optimizers.py: resam, dra, mra) the workers' local state
+turns their clipped gradients into what they send (MRA: two matrices, each aggregated),
+and the server steps as the optimiser says; with a split (data.py: homogeneous, dirichlet)
+each worker draws its mini-batches from its own shard instead of the shared stream.
 Metrics per step: mean honest loss, variance-norm ratios (sampled and submitted), the
 curvature term s_t, a few norms and cosines, the time split; top-1 accuracy on the whole
 test set every `eval_every` steps, at step 0 and after the last step.
@@ -421,7 +425,7 @@ def run(
                     M[honest:] = own
         elif byzantine and attack in attacks.INFINITE:
             for M in matrices:
-                M[honest:] = attacks.INFINITE[attack] * math.inf
+                M[honest:] = attacks.infinite(byzantine, d, attacks.INFINITE[attack], device, M.dtype)
         elif byzantine:
             for k, M in enumerate(matrices):
                 var, mean = (submitted_var, submitted_mean) if k == 0 else metrics.column_moments(M[:honest])

@@ -74,7 +74,12 @@ from .experiment import RunConfig
 
 GRIDS = ("paper-mnist", "paper-cifar10", "quick", "krum-paper-nobyz", "krum-paper-gaussian", "krum-paper-omniscient")
 GRIDS += ("brsgd-table1",)  # the BrSGD study (Li et al.)
-ADAM_GRIDS = ("adam-mnist-homogeneous", "adam-mnist-heterogeneous", "adam-cifar10-homogeneous", "adam-cifar10-heterogeneous")
+ADAM_GRIDS = (
+    "adam-mnist-homogeneous",
+    "adam-mnist-heterogeneous",
+    "adam-cifar10-homogeneous",
+    "adam-cifar10-heterogeneous",
+)
 GRIDS += ADAM_GRIDS  # the Adam study (Fabris)
 KRUM_PAPER_RULES = ("average", "multi_krum", "krum_1p", "krum", "medoid")
 KRUM_PAPER_BATCHES = (2, 8, 32)
@@ -261,7 +266,8 @@ def _adam_grid(name: str, dataset: str | None, preset: str, seeds) -> list[RunCo
         eval_every=setup["eval_every"],
         split=setup["split"],
     )
-    learning_rates = {"sgd": setup["sgd_lr"], "resam": setup["resam_lr"], "dra": {"lr": ADAM_LR}, "mra": {"lr": ADAM_LR}}
+    adam = {"lr": ADAM_LR}
+    learning_rates = {"sgd": setup["sgd_lr"], "resam": setup["resam_lr"], "dra": adam, "mra": adam}
     configs = []
     for seed in seeds or ADAM_SEEDS:
         for optimizer in ADAM_OPTIMIZERS:
