@@ -8,9 +8,13 @@ Attacks of "Distributed Momentum" (El-Mhamdi et al. 2021): the f rows are identi
 built from the (n - f, d) matrix H of what the honest workers submit (after their momentum
 when momentum is at the workers):
 
-- ``little`` ("a little is enough", Baruch et al. 2019): mean(H) - 1.5 * std(H), the std
-  coordinate-wise and unbiased (divisor n - f - 1).
-- ``empire`` ("fall of empires", Xie et al. 2019): mean(H) - 1.1 * mean(H) = -0.1 * mean(H).
+- ``little`` ("a little is enough", Baruch et al. 2019; parameter ``factor``, default
+  1.5): mean(H) - factor * std(H), the std coordinate-wise and unbiased (divisor n - f - 1).
+- ``empire`` ("fall of empires", Xie et al. 2019; parameter ``factor``, default 1.1):
+  mean(H) - factor * mean(H) = -0.1 * mean(H) by default.
+
+Both take ``base=own`` too (the Adam study's attacks, below); ``base=honest`` is the
+default, the momentum paper's omniscient attacker described here.
 
 Attacks of the Krum paper (Blanchard et al. 2017, supplementary material, Section 5):
 
@@ -48,6 +52,34 @@ Descent", Section 5.1), with m = n workers:
   source's "label shift"). It sees the model and the training data. One implementation,
   shared by every study that uses the attack.
 
+Attacks of the Adam study (Fabris, "Investigating a Byzantine Resilient Framework for the
+Adam Optimizer", Section 2.2.3, Algorithms 17 and 18; issue 17). Its attackers are not
+omniscient: each Byzantine worker computes the genuine vector it would send (its own
+mini-batch, from its own data shard when the run splits the data; l2 term, clipping and
+the optimiser's local state included: the gradient under SGD, the momentum under RESAM,
+the Adam direction under DRA, each of the two moments m_hat and v_hat under MRA) and the
+attack transforms these f genuine vectors B (``base=own``), never seeing the honest ones:
+
+- ``little:base=own,factor=1``: Algorithm 17, each Byzantine row b_i - factor * std(B), the
+  std coordinate-wise over the f genuine vectors (unbiased: needs f >= 2); the source
+  subtracts sigma once (factor 1).
+- ``empire:base=own,factor=1.9``: Algorithm 18, each Byzantine worker sends -0.9 times its
+  own vector, i.e. b_i - factor * b_i with factor 1.9. The momentum paper's empire is
+  -0.1 times the honest mean (factor 1.1, ``base=honest``): another vector and another
+  attacker.
+- ``sign_flip`` (parameter ``base``, default ``own``): "each byzantine worker multiplies
+  its moment by -1" (the source, after Allen-Zhu et al.): -b_i. ``sign_flip:base=honest``
+  is the omniscient variant, every row -mean(H).
+- ``label_flip`` (above): the same on labels 9 - y.
+- ``inf`` and ``neg_inf``: every coordinate of every Byzantine row +inf (-inf). They see
+  nothing. The library's non-finite policy (shared/API.md) keeps them out of every rule
+  but ``average``, whose output is then infinite or NaN (and the model with it).
+
+Under MRA the attack applies to both matrices the workers send: to m_hat and to v_hat
+(with ``base=honest``: to the honest m_hat and to the honest v_hat). An honest v_hat is
+never negative; a Byzantine one may be (empire and sign_flip make it so, little can):
+``attacks`` never clamp what an attacker sends.
+
 The 1e10 vectors are kept finite: each coordinate is clamped to the largest finite value
 of the dtype (`finite`), so a Byzantine row is finite whenever what its attacker sees is
 finite (float32's largest value is 3.4e38; 1e10 x a sum of gradients stays below it
@@ -72,6 +104,46 @@ def little_is_enough(mean: torch.Tensor, variance: torch.Tensor, factor: float =
 def fall_of_empires(mean: torch.Tensor, variance: torch.Tensor | None = None, factor: float = 1.1) -> torch.Tensor:
     """mean - factor * mean."""
     return mean - factor * mean
+
+
+def sign_flip(vectors: torch.Tensor) -> torch.Tensor:
+    """-vectors (a new tensor), any shape."""
+    return -vectors
+
+
+def infinite(f: int, d: int, sign: float = 1.0, device=None, dtype=torch.float32) -> torch.Tensor:
+    """(f, d) rows of +inf (sign > 0) or -inf (sign < 0). Sees nothing."""
+    return torch.full((f, d), math.copysign(math.inf, sign), device=device, dtype=dtype)
+
+
+def from_own(name: str, own: torch.Tensor, factor: float = 1.0) -> torch.Tensor:
+    """The Adam study's attacks on the Byzantine workers' (f, d) own genuine vectors B
+    (what they would send): little: b_i - factor * std(B) (coordinate-wise, unbiased, over
+    the f rows); empire: b_i - factor * b_i; sign_flip: -b_i. A new (f, d) tensor."""
+    if name == "little":
+        if own.shape[0] < 2:
+            raise ValueError(f"little:base=own needs at least 2 Byzantine workers for a std, got {own.shape[0]}")
+        return own - factor * own.std(dim=0, unbiased=True)
+    if name == "empire":
+        return own - factor * own
+    if name == "sign_flip":
+        return sign_flip(own)
+    raise ValueError(f"attack {name} has no base=own form; those that have: little, empire, sign_flip")
+
+
+def from_honest(name: str, mean: torch.Tensor, variance: torch.Tensor, f: int, factor: float = 1.0) -> torch.Tensor:
+    """The omniscient attacks (base=honest) from the honest submitted vectors' coordinate-wise
+    mean and unbiased variance: f identical rows of little (mean - factor * std), empire
+    (mean - factor * mean) or sign_flip (-mean)."""
+    if name == "little":
+        vector = little_is_enough(mean, variance, factor)
+    elif name == "empire":
+        vector = fall_of_empires(mean, variance, factor)
+    elif name == "sign_flip":
+        vector = sign_flip(mean)
+    else:
+        raise ValueError(f"attack {name} has no base=honest form; those that have: little, empire, sign_flip")
+    return vector.unsqueeze(0).expand(f, -1)
 
 
 def gaussian(f: int, d: int, generator: torch.Generator, variance: float = 200.0, device=None) -> torch.Tensor:
@@ -171,16 +243,23 @@ class OwnBatches:
         return x.view(workers, batch_size, *x.shape[1:]), y.view(workers, batch_size)
 
 
-# attacks whose Byzantine workers compute gradients on their own mini-batches
+# attacks whose Byzantine workers compute gradients on their own mini-batches (and, with
+# base=own, little, empire and sign_flip: see `uses_own`)
 OWN_GRADIENT_ATTACKS = ("gradient_scale", "label_flip")
+# attacks built from vectors: the honest ones (base=honest) or the attackers' own (base=own)
+BASED = ("little", "empire", "sign_flip")
+INFINITE = {"inf": 1.0, "neg_inf": -1.0}
 
 ATTACKS = {"little": little_is_enough, "empire": fall_of_empires}
 # every attack name a specification may use, with its parameters and their defaults
-PARAMS: dict[str, dict[str, float]] = {
+PARAMS: dict[str, dict[str, float | str]] = {
     "none": {},
     "honest": {},
-    "little": {},
-    "empire": {},
+    "little": {"factor": 1.5, "base": "honest"},
+    "empire": {"factor": 1.1, "base": "honest"},
+    "sign_flip": {"base": "own"},
+    "inf": {},
+    "neg_inf": {},
     "gaussian": {"variance": 200.0},
     "omniscient": {"factor": 100.0, "batch": 500},
     "model_negation": {"factor": 1e10},
@@ -188,9 +267,13 @@ PARAMS: dict[str, dict[str, float]] = {
     "label_flip": {},
 }
 NAMES = tuple(PARAMS)
+# parameters whose values are words, with the words allowed
+CHOICES = {"base": ("honest", "own")}
 
 
 def _format(value) -> str:
+    if isinstance(value, str):
+        return value
     if isinstance(value, int):
         return str(value)
     return str(int(value)) if math.isfinite(value) and value.is_integer() else repr(value)
@@ -220,6 +303,12 @@ def parse(spec: str) -> tuple[str, dict]:
             raise ValueError(f"attack {name}: parameter {key} given twice")
         kind = type(allowed[key])
         text = text.strip()
+        if kind is str:
+            if text not in CHOICES[key]:
+                words = ", ".join(CHOICES[key])
+                raise ValueError(f"attack {name}: parameter {key} must be one of {words}, got {text!r}")
+            values[key] = text
+            continue
         if kind is int and not re.fullmatch(r"[+-]?\d+", text):
             raise ValueError(f"attack {name}: parameter {key} must be an integer, got {text!r}")
         try:
@@ -250,12 +339,24 @@ def params(spec: str) -> dict:
 
 
 def attack_vector(attack: str, mean: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
-    """The Byzantine vector of ``little`` or ``empire`` from the honest submitted vectors'
-    coordinate-wise mean and unbiased variance (metrics.column_moments(H), computed once
-    per step and shared with the metrics)."""
-    if attack not in ATTACKS:
+    """The Byzantine vector of ``little`` or ``empire`` (a specification: its ``factor``
+    taken, ``base=honest`` only) from the honest submitted vectors' coordinate-wise mean and
+    unbiased variance (metrics.column_moments(H), computed once per step and shared with the
+    metrics)."""
+    name = attack.partition(":")[0].strip()
+    if name not in ATTACKS:
         raise ValueError(f"unknown attack {attack!r}; known: none, {', '.join(ATTACKS)}")
-    return ATTACKS[attack](mean, variance)
+    values = params(attack)
+    if values["base"] != "honest":
+        raise ValueError(f"attack {attack}: attack_vector builds base=honest attacks only")
+    return ATTACKS[name](mean, variance, values["factor"])
+
+
+def uses_own(spec: str) -> bool:
+    """Whether the attack's Byzantine workers compute their own genuine vectors (their own
+    mini-batches and optimiser state): gradient_scale, label_flip, and the base=own attacks."""
+    name = name_of(spec)
+    return name in OWN_GRADIENT_ATTACKS or (name in BASED and params(spec)["base"] == "own")
 
 
 def byzantine_rows(attack: str, H: torch.Tensor, f: int) -> torch.Tensor:

@@ -3,6 +3,8 @@
     byzagg-repro run --rule krum --attack little --momentum worker --f 12 --steps 300
     byzagg-repro run --rule centered_clipping:tau=10,iters=3 --steps 100
     byzagg-repro run --rule "bucketing:s=2+trimmed_mean" --f 5
+    byzagg-repro run --model mnist-cnn-adam --optimizer dra --mu 0 --lr 0.001 --n 17 --f 4 \
+        --pre nnm --rule trimmed_mean --attack sign_flip --split dirichlet:alpha=0.1 --batch-size 25
     byzagg-repro grid quick                         # embedded real-MNIST subset, minutes
     byzagg-repro grid paper-mnist --dataset fashion-mnist --jobs 2
     byzagg-repro grid paper-mnist --data-dir ~/mnist --filter rule=krum,bulyan --filter f=12
@@ -27,7 +29,7 @@ import time
 from dataclasses import fields, replace
 from pathlib import Path
 
-from . import attacks, data, experiment, grids, presets, report, rules
+from . import attacks, data, experiment, grids, optimizers, presets, report, rules
 
 
 def _threads(value: str) -> int | None:
@@ -98,6 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
             help_text = f"NAME[:KEY=VALUE,...], one of {', '.join(attacks.NAMES)} (see attacks.py; default {default})"
         if field.name == "rule":
             help_text = f"NAME[:KEY=VALUE,...], pre-aggregations before '+' (see above; default {default})"
+        if field.name == "optimizer":
+            help_text = (
+                f"NAME[:KEY=VALUE,...], one of {', '.join(optimizers.NAMES)}: what the workers send "
+                f"(see optimizers.py; resam, dra and mra need --mu 0; default {default})"
+            )
+        if field.name == "split":
+            help_text = (
+                "where each worker's mini-batches come from: shared (one stream of the whole training set), "
+                f"homogeneous, dirichlet[:alpha=A] (each worker its own shard; see data.py; default {default})"
+            )
         names = [f"--{field.name.replace('_', '-')}"]
         if field.name == "n":  # torchrun's own parser takes --n for an abbreviation of its options
             names.append("--workers")
@@ -108,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
             choices=choices,
             help=help_text,
         )
+    one.add_argument(
+        "--pre",
+        default=None,
+        metavar="PRE[+PRE...]",
+        help="pre-aggregations before the rule, e.g. nnm or bucketing:s=2: the same as --rule PRE+RULE",
+    )
     one.add_argument("--out", default="runs/single", help="results folder (default runs/single)")
     one.add_argument(
         "--gradients",
@@ -226,6 +244,8 @@ def command_run(args) -> int:
     _check_data_dir(args.data_dir)
     _set_threads(args.threads)
     values = {f.name: getattr(args, f.name) for f in fields(experiment.RunConfig)}
+    if args.pre:
+        values["rule"] = f"{args.pre}+{values['rule']}"
     config = experiment.RunConfig(**values)
     config.check()
     out = Path(args.out)

@@ -650,6 +650,120 @@ def make_split(kind: str, labels: torch.Tensor, workers: int, alpha: float = 0.1
     raise ValueError(f"unknown split {kind!r}; known: homogeneous, dirichlet (heterogeneous)")
 
 
+# The run loop's data (the config field ``split``; issue 17):
+# - ``shared`` (the default, the harness's sampling before splits existed): every worker's
+#   mini-batch comes from one shared shuffled stream of the whole training set (the
+#   Pipeline's), the Byzantine workers' own batches from their own stream (attacks.OwnBatches);
+# - ``homogeneous`` and ``dirichlet:alpha=A`` (alpha > 0; ``dirichlet`` alone is alpha 0.1):
+#   the training set is split over the n workers once, before training, by the functions
+#   above, seeded by the run's seed (SPLIT_SEED_OFFSET + seed); worker w (honest workers
+#   first, then the Byzantine ones, as in G) draws its mini-batches from its own shard only,
+#   an endless stream of the shard reshuffled at every pass by the worker's own generator
+#   (`ShardBatches`): a shard smaller than a batch repeats samples; an empty shard is an
+#   error. The split is over all n workers whatever the attack (attack "none" runs the n - f
+#   honest workers on the same shards as the attacked runs; the Byzantine shards go unused).
+SPLITS = ("shared", "homogeneous", "dirichlet")
+SPLIT_SEED_OFFSET = 50_000
+DIRICHLET_ALPHA = 0.1
+
+
+def parse_split(spec: str) -> tuple[str, dict]:
+    """("dirichlet:alpha=0.5") -> ("dirichlet", {"alpha": 0.5}); alpha filled in. Raises
+    ValueError naming the valid values."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError("empty split; known: shared, homogeneous, dirichlet[:alpha=A]")
+    name, colon, rest = spec.strip().partition(":")
+    name = name.strip()
+    if name not in SPLITS:
+        raise ValueError(f"unknown split {name!r}; known: shared, homogeneous, dirichlet[:alpha=A]")
+    if colon and not rest.strip():
+        raise ValueError(f"split {name}: nothing after ':'")
+    values: dict = {"alpha": DIRICHLET_ALPHA} if name == "dirichlet" else {}
+    for item in rest.split(",") if rest.strip() else []:
+        key, sep, text = item.partition("=")
+        if not sep or key.strip() != "alpha" or name != "dirichlet":
+            allowed = "alpha" if name == "dirichlet" else "none"
+            raise ValueError(f"split {name}: unknown parameter {item.strip()!r} (parameters: {allowed})")
+        try:
+            alpha = float(text)
+        except ValueError:
+            raise ValueError(f"split {name}: alpha must be a number, got {text.strip()!r}") from None
+        if not (np.isfinite(alpha) and alpha > 0):
+            raise ValueError(f"split {name}: alpha must be finite and > 0, got {text.strip()!r}")
+        values["alpha"] = alpha
+    return name, values
+
+
+def canonical_split(spec: str) -> str:
+    """One spelling per split: ``shared``, ``homogeneous``, ``dirichlet:alpha=A`` (alpha
+    always written, normalised: 0.10 -> 0.1)."""
+    name, values = parse_split(spec)
+    return f"dirichlet:alpha={values['alpha']!r}" if name == "dirichlet" else name
+
+
+def run_split(spec: str, labels: torch.Tensor, workers: int, seed: int, num_classes: int) -> list[torch.Tensor] | None:
+    """The shards of a run (one index tensor per worker), or None for ``shared``. Raises
+    ValueError if a worker's shard is empty."""
+    name, values = parse_split(spec)
+    if name == "shared":
+        return None
+    alpha = values.get("alpha", DIRICHLET_ALPHA)
+    parts = make_split(name, labels, workers, alpha, SPLIT_SEED_OFFSET + seed, num_classes)
+    empty = [w for w, part in enumerate(parts) if len(part) == 0]
+    if empty:
+        raise ValueError(
+            f"split {spec} (seed {SPLIT_SEED_OFFSET + seed}) over {workers} workers leaves worker(s) "
+            f"{', '.join(map(str, empty))} without data: choose another seed or a larger alpha"
+        )
+    return parts
+
+
+class ShardBatches:
+    """Each worker's mini-batches from its own shard (`run_split`): worker w's endless stream
+    of shards[w], reshuffled at every pass by its own generator (seeded by (seed, w)), with
+    the pipeline's random training flips drawn from the same generator. Drawing for some
+    workers leaves the others' streams untouched."""
+
+    def __init__(self, pipeline: Pipeline, shards: list[torch.Tensor], seed: int):
+        self.pipeline = pipeline
+        self.shards = [torch.as_tensor(s, dtype=torch.int64).cpu() for s in shards]
+        self.generators = [
+            torch.Generator().manual_seed(int(np.random.SeedSequence([seed, w]).generate_state(1)[0]))
+            for w in range(len(shards))
+        ]
+        self.orders = [torch.empty(0, dtype=torch.int64) for _ in shards]
+        self.positions = [0] * len(shards)
+
+    def indices(self, worker: int, count: int) -> torch.Tensor:
+        shard = self.shards[worker]
+        if len(shard) == 0:
+            raise ValueError(f"worker {worker} has an empty shard")
+        parts = []
+        while count > 0:
+            if self.positions[worker] >= len(self.orders[worker]):
+                self.orders[worker] = shard[torch.randperm(len(shard), generator=self.generators[worker])]
+                self.positions[worker] = 0
+            take = min(count, len(self.orders[worker]) - self.positions[worker])
+            parts.append(self.orders[worker][self.positions[worker] : self.positions[worker] + take])
+            self.positions[worker] += take
+            count -= take
+        return torch.cat(parts)
+
+    def draw(self, workers, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(len(workers), batch_size, *input) inputs and (len(workers), batch_size) labels,
+        worker workers[i]'s batch in row i (`workers`: worker numbers, e.g. a range)."""
+        workers = list(workers)
+        x, y = self.pipeline.training_samples(torch.cat([self.indices(w, batch_size) for w in workers]))
+        if self.pipeline.flip_train:
+            x = torch.cat(
+                [
+                    self.pipeline.flip(x[i * batch_size : (i + 1) * batch_size], self.generators[w])
+                    for i, w in enumerate(workers)
+                ]
+            )
+        return x.view(len(workers), batch_size, *x.shape[1:]), y.view(len(workers), batch_size)
+
+
 def plot_split(counts: torch.Tensor, path, title: str = "") -> None:
     """Like the source's Figure 4.1: left, each worker's number of samples; right, each
     worker's class mix (the share of each class in its samples, as a heat map). Written

@@ -74,8 +74,13 @@ def run_distributed(
     config.check()
     if gradients not in ("own", "all"):
         raise ValueError(f"gradients must be 'own' or 'all', got {gradients!r}")
-    if config.attack_name not in ("none", "little", "empire"):
+    if config.attack_name not in ("none", "little", "empire") or attacks.uses_own(config.attack):
         raise ValueError(f"distributed run: attack {config.attack} is simulated only (byzagg-repro run without torchrun)")
+    if config.optimizer != "sgd" or config.split != "shared":
+        raise ValueError(
+            f"distributed run: optimizer {config.optimizer} and split {config.split} are simulated only "
+            "(the distributed path runs optimizer sgd on the shared stream; byzagg-repro run without torchrun)"
+        )
     honest, byzantine = config.honest, config.byzantine
     world, rank = dist.get_world_size(), dist.get_rank()
     if world != honest + byzantine:

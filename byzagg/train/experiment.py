@@ -5,6 +5,10 @@ A step (DESIGN.md, "Harness shape"):
   gradients in one vmap'd pass -> + l2 term -> clipped -> (momentum at the workers) ->
   the attack builds f identical Byzantine rows from the submitted honest vectors ->
   G (n, d), honest rows first -> aggregation rule -> (momentum at the server) -> update.
+With an optimiser other than sgd (optimizers.py: resam, dra, mra) the workers' local state
+turns their clipped gradients into what they send (MRA: two matrices, each aggregated),
+and the server steps as the optimiser says; with a split (data.py: homogeneous, dirichlet)
+each worker draws its mini-batches from its own shard instead of the shared stream.
 Metrics per step: mean honest loss, variance-norm ratios (sampled and submitted), the
 curvature term s_t, a few norms and cosines, the time split; top-1 accuracy on the whole
 test set every `eval_every` steps, at step 0 and after the last step.
@@ -30,11 +34,17 @@ from pathlib import Path
 
 import torch
 
-from . import attacks, data, metrics, models, paper_rules, presets, rules, workers
+from . import attacks, data, metrics, models, optimizers, paper_rules, presets, rules, workers
 
 FORMAT = "byzagg-train-run/1"
 # run ids of runs of these models name the mini-batch size (the Krum paper's grids vary it)
 KRUM_PAPER_MODELS = ("tabular-mlp", "mnist-convnet")
+# run ids of runs of these models name the model (models added since issue 17: a run id
+# never written before may name it; the older ids stay as they were)
+MODEL_TAGGED = ("mnist-cnn-adam",)
+# fields added after run files were committed, with the value that means "as before": a
+# run id and a config key leave them out at that value (every committed file keeps its id)
+LATER_FIELDS = {"optimizer": "sgd", "split": "shared"}
 
 
 @dataclass(frozen=True)
@@ -44,7 +54,13 @@ class RunConfig:
     `rule` is a rule specification (rules.py: e.g. "krum", "centered_clipping:tau=10",
     "nnm+krum"), `attack` an attack specification (attacks.py: e.g. "little",
     "gaussian:variance=100"), both kept in their canonical spelling. With attack "honest"
-    all n workers are correct and the rule still assumes f."""
+    all n workers are correct and the rule still assumes f.
+
+    `optimizer` (optimizers.py: sgd, resam, dra, mra, with parameters) says what the workers
+    send and how the server steps; "sgd" is the harness's SGD with the `momentum`/`mu`
+    fields, the other optimisers keep their own momentum and need mu = 0. `split` (data.py:
+    shared, homogeneous, dirichlet:alpha=A) says where each worker's mini-batches come from;
+    "shared" is one shared stream of the whole training set."""
 
     dataset: str = "mnist-embedded"
     model: str = "mnist-mlp"
@@ -65,6 +81,8 @@ class RunConfig:
     steps: int = 300
     eval_every: int = 5
     seed: int = 1
+    optimizer: str = "sgd"
+    split: str = "shared"
 
     @property
     def attack_name(self) -> str:
@@ -87,6 +105,14 @@ class RunConfig:
             object.__setattr__(self, "attack", attacks.canonical(self.attack))
         except ValueError:
             pass
+        try:
+            object.__setattr__(self, "optimizer", optimizers.canonical(self.optimizer))
+        except ValueError:
+            pass
+        try:
+            object.__setattr__(self, "split", data.canonical_split(self.split))
+        except ValueError:
+            pass
 
     def _lr_tag(self) -> str:
         return f"lr{self.lr:g}" + (f"d{self.lr_decay:g}e{self.lr_decay_every}" if self.lr_decay else "")
@@ -100,8 +126,18 @@ class RunConfig:
         batch = f"-b{self.batch_size}" if self.model in KRUM_PAPER_MODELS else ""
         return (
             f"{self.dataset}-{self.preset}-n{self.n}-f{self.f}-{rule}-{attack}-{self.momentum}-{self._lr_tag()}"
-            f"{batch}-t{self.steps}-s{self.seed}"
+            f"{batch}{self._later_tags()}-t{self.steps}-s{self.seed}"
         )
+
+    def _later_tags(self) -> str:
+        """The run id's part for the model (MODEL_TAGGED), the optimiser and the split, each
+        only when it is not the value that means "as before"."""
+        tags = f"-{self.model}" if self.model in MODEL_TAGGED else ""
+        if self.optimizer != LATER_FIELDS["optimizer"]:
+            tags += "-" + self.optimizer.replace(":", "@")
+        if self.split != LATER_FIELDS["split"]:
+            tags += "-split-" + self.split.replace(":", "@")
+        return tags
 
     def legacy_run_id(self) -> str:
         """The run id of run files written before the rule parameters and the steps were part
@@ -129,7 +165,8 @@ class RunConfig:
         return cls(**values)
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+        values = {k: v for k, v in self.to_dict().items() if LATER_FIELDS.get(k, object()) != v}
+        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
 
     def learning_rate(self, step: int) -> float:
         if not self.lr_decay:
@@ -143,6 +180,20 @@ class RunConfig:
         attacks.parse(self.attack)
         if self.momentum not in ("server", "worker"):
             raise ValueError(f"momentum must be server or worker, got {self.momentum!r}")
+        optimizer = optimizers.name_of(self.optimizer)
+        data.parse_split(self.split)
+        if optimizer != "sgd" and self.mu != 0:
+            raise ValueError(
+                f"optimizer {self.optimizer} keeps its own momentum: set mu to 0 (got mu={self.mu}); "
+                "mu and momentum are the sgd optimizer's"
+            )
+        if optimizer != "sgd" and self.attack_name == "omniscient":
+            raise ValueError(
+                f"attack omniscient sends a multiple of a gradient estimate: defined under optimizer sgd only, "
+                f"not {optimizer}"
+            )
+        if self.attack_name == "little" and attacks.params(self.attack)["base"] == "own" and self.byzantine == 1:
+            raise ValueError(f"attack {self.attack} takes the std of the Byzantine workers' own vectors: needs f >= 2")
         if not 0 <= self.f < self.n:
             raise ValueError(f"need 0 <= f < n, got n={self.n}, f={self.f}")
         if self.model not in models.MODELS:
@@ -242,13 +293,17 @@ def run(
     attack, attack_params = attacks.name_of(config.attack), attacks.params(config.attack)
     attack_generator = torch.Generator().manual_seed(20_000 + config.seed)
     pipeline = data.Pipeline(dataset, device, flatten=False, flip_test=preset.flip_test, seed=config.seed)
+    # the data split (data.py, "The run loop's data"): None, or each worker's own shard
+    shards = data.run_split(config.split, dataset.train_labels, config.n, config.seed, dataset.num_classes)
+    shard_batches = data.ShardBatches(pipeline, shards, 60_000 + config.seed) if shards is not None else None
     # BrSGD study: Byzantine workers that compute gradients on their own mini-batches draw
     # them from their own seeded stream (the honest workers' batches stay those of the
-    # attack-free run); under worker momentum they keep their own momentum buffers
-    own_batches = (
-        attacks.OwnBatches(pipeline, 30_000 + config.seed) if attack in attacks.OWN_GRADIENT_ATTACKS else None
-    )
+    # attack-free run); under worker momentum they keep their own momentum buffers. With a
+    # split they draw from their own shards instead.
+    own_attack = attacks.uses_own(config.attack)
+    own_batches = attacks.OwnBatches(pipeline, 30_000 + config.seed) if own_attack and shards is None else None
     byzantine_momentum = None
+    optimizer = optimizers.name_of(config.optimizer)
     eval_generator = torch.Generator().manual_seed(10_000 + config.seed)
     # worker momentum is kept in G's honest rows (below); Momentum handles the server side
     momentum = workers.Momentum(config.momentum, config.mu)
@@ -289,13 +344,28 @@ def run(
     # rows are the workers' momentum buffers (zero at start), updated in place.
     G = torch.zeros(honest + byzantine, d, device=device)
     submitted = G[:honest]
-    scratch = torch.empty(honest, d, device=device) if config.momentum == "worker" else None
+    scratch = torch.empty(honest, d, device=device) if config.momentum == "worker" or optimizer != "sgd" else None
+    # optimisers other than sgd (optimizers.py): the workers' local states; MRA sends a
+    # second matrix, Gv (v_hat), aggregated by a second instance of the rule
+    local = byzantine_local = None
+    matrices = (G,)
+    rule_v = None
+    if optimizer != "sgd":
+        local = optimizers.LocalState(config.optimizer, honest, d, device=device)
+        if byzantine and own_attack:
+            byzantine_local = optimizers.LocalState(config.optimizer, byzantine, d, device=device)
+        if optimizers.SENT[optimizer] == 2:
+            matrices = (G, torch.zeros(honest + byzantine, d, device=device))
+            rule_v = rules.build(config.rule, config.preset, config.seed)
     train_start = time.perf_counter()
     for step in steps:
         if step % config.eval_every == 0:
             evaluate(step)
         t0 = time.perf_counter()
-        x, y = pipeline.worker_batches(honest, config.batch_size)
+        if shard_batches is None:
+            x, y = pipeline.worker_batches(honest, config.batch_size)
+        else:
+            x, y = shard_batches.draw(range(honest), config.batch_size)
         _sync(device)
         t1 = time.perf_counter()
         gradients, losses = flat.gradients(x, y, out=submitted if scratch is None else scratch)
@@ -306,41 +376,73 @@ def run(
         _sync(device)
         t2 = time.perf_counter()
         sampled_var, sampled_mean = metrics.column_moments(gradients)
-        if scratch is not None:
+        if local is not None:
+            for M, sent in zip(matrices, local.send(gradients)):
+                M[:honest] = sent
+            submitted_var, submitted_mean = metrics.column_moments(submitted)
+        elif scratch is not None:
             submitted.mul_(config.mu).add_(gradients)
             submitted_var, submitted_mean = metrics.column_moments(submitted)
         else:
             submitted_var, submitted_mean = sampled_var, sampled_mean
         if byzantine and attack == "gaussian":
-            G[honest:] = attacks.gaussian(byzantine, d, attack_generator, attack_params["variance"], device)
+            for M in matrices:
+                M[honest:] = attacks.gaussian(byzantine, d, attack_generator, attack_params["variance"], device)
         elif byzantine and attack == "omniscient":
             estimate = attacks.true_gradient_estimate(flat, pipeline, attack_params["batch"], attack_generator)
             if regulariser is not None:
                 estimate.add_(regulariser)
             G[honest:] = attacks.omniscient(estimate, byzantine, attack_params["factor"])
         elif byzantine and attack == "model_negation":
-            G[honest:] = attacks.model_negation(submitted, byzantine, attack_params["factor"])
-        elif byzantine and attack in attacks.OWN_GRADIENT_ATTACKS:
-            xb, yb = own_batches.draw(byzantine, config.batch_size)
+            for M in matrices:
+                M[honest:] = attacks.model_negation(M[:honest], byzantine, attack_params["factor"])
+        elif byzantine and own_attack:
+            if shard_batches is None:
+                xb, yb = own_batches.draw(byzantine, config.batch_size)
+            else:
+                xb, yb = shard_batches.draw(range(honest, honest + byzantine), config.batch_size)
             if attack == "label_flip":
                 yb = attacks.label_flip(yb, dataset.num_classes)
             own, _ = flat.gradients(xb, yb)
             if regulariser is not None:
                 own.add_(regulariser)
             workers.clip_rows_(own, config.clip, clip_mode)
-            if config.momentum == "worker":
-                byzantine_momentum = own if byzantine_momentum is None else byzantine_momentum.mul_(config.mu).add_(own)
-                own = byzantine_momentum
-            G[honest:] = attacks.gradient_scale(own, attack_params["factor"]) if attack == "gradient_scale" else own
+            if byzantine_local is not None:
+                owns = byzantine_local.send(own)
+            else:
+                if config.momentum == "worker":
+                    byzantine_momentum = (
+                        own if byzantine_momentum is None else byzantine_momentum.mul_(config.mu).add_(own)
+                    )
+                    own = byzantine_momentum
+                owns = (own,)
+            for M, own in zip(matrices, owns):
+                if attack == "gradient_scale":
+                    M[honest:] = attacks.gradient_scale(own, attack_params["factor"])
+                elif attack in attacks.BASED:
+                    M[honest:] = attacks.from_own(attack, own, attack_params.get("factor", 1.0))
+                else:
+                    M[honest:] = own
+        elif byzantine and attack in attacks.INFINITE:
+            for M in matrices:
+                M[honest:] = attacks.infinite(byzantine, d, attacks.INFINITE[attack], device, M.dtype)
         elif byzantine:
-            G[honest:] = attacks.attack_vector(attack, submitted_mean, submitted_var)
+            for k, M in enumerate(matrices):
+                var, mean = (submitted_var, submitted_mean) if k == 0 else metrics.column_moments(M[:honest])
+                M[honest:] = attacks.from_honest(attack, mean, var, byzantine, attack_params.get("factor", 1.0))
         _sync(device)
         t3 = time.perf_counter()
         aggregate = rule(G, config.f)
+        if rule_v is not None:
+            aggregate_v = rule_v(matrices[1], config.f)
         _sync(device)
         t4 = time.perf_counter()
         lr = config.learning_rate(step)
-        flat.theta.sub_(momentum.direction(aggregate), alpha=lr)
+        if optimizer == "sgd":
+            flat.theta.sub_(momentum.direction(aggregate), alpha=lr)
+        else:
+            aggregates = (aggregate,) if rule_v is None else (aggregate, aggregate_v)
+            flat.theta.sub_(optimizers.server_direction(config.optimizer, aggregates), alpha=lr)
         flat.track_statistics(x[0])
         _sync(device)
         t5 = time.perf_counter()
@@ -376,6 +478,12 @@ def run(
         "parameters": models.parameter_count(model),
         "model": {"name": config.model, "description": str(model)},
         "attack_spec": {"name": attack, "params": attack_params},
+        **(
+            {"optimizer_spec": {"name": optimizer, "params": optimizers.params(config.optimizer)}}
+            if optimizer != "sgd"
+            else {}
+        ),
+        **({"split_sizes": [len(s) for s in shards]} if shards is not None else {}),
         **({"krum_1p_choices": rule.choices} if isinstance(rule, rules.OneMinusPKrum) else {}),
         "clip_mode": clip_mode,
         "eval": evaluation,

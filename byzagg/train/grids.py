@@ -41,6 +41,29 @@ clipping, no l2 term):
   ``gaussian:variance=40000``), ``model_negation``, ``gradient_scale``, ``label_flip`` x
   f in {2, 5, 10} (10%, 25%, 50%), plus the attack-free runs (f = 0, attack none) of
   average and brsgd; seeds BRSGD_SEEDS (46 runs a seed). Seed-major order.
+
+The Adam study (Fabris, "Investigating a Byzantine Resilient Framework for the Adam
+Optimizer", Chapter 4; issue 17; preset `canonical`, the library's rules): optimisers
+ADAM_OPTIMIZERS (sgd, resam, dra, mra: optimizers.py) x rules ADAM_RULES (average,
+trimmed_mean, meamed, median, mda) x attacks ADAM_ATTACKS (honest: no Byzantine worker, and the study's
+little, empire, sign flip, label flip, +inf, -inf: attacks.py), mini-batch 25 (50 on
+CIFAR-10), clip 2, l2 1e-4, mu 0 (the optimisers keep their own momentum; SGD is plain),
+seeds ADAM_SEEDS: 140 runs a seed.
+
+- ``adam-mnist-homogeneous``: embedded real-MNIST subset (``--dataset mnist --data-dir``:
+  the full set), ``mnist-cnn-adam``, n = 15 (10 honest + 5 Byzantine), split
+  ``homogeneous``; lr 0.75 (sgd, resam), 0.001 (dra, mra); ADAM_MNIST_STEPS steps,
+  accuracy every ADAM_MNIST_EVAL_EVERY (sized for about a minute a run on this machine's
+  two shared cores: docs/reproduction.md).
+- ``adam-mnist-heterogeneous``: the same with n = 17 (13 + 4), split
+  ``dirichlet:alpha=0.1``, NNM before every rule (``nnm+RULE``), lr 0.75 / (1 +
+  floor(t / 50)) for sgd and resam (lr_decay 50 recomputed every 50 steps), 0.001 for dra
+  and mra.
+- ``adam-cifar10-homogeneous`` / ``adam-cifar10-heterogeneous``: CIFAR-10 (``--data-dir``;
+  a GPU: ``--device cuda``), ``cifar-cnn``, mini-batch 50, 1500 steps, accuracy every
+  ADAM_CIFAR_EVAL_EVERY; homogeneous n = 15 (10 + 5), lr 0.25 for sgd and resam;
+  heterogeneous n = 15 (11 + 4), Dirichlet 0.1 with NNM, lr 0.75 / (1 + floor(t / 50)) for
+  sgd, 0.25 for resam; 0.001 for dra and mra in both. Tested on ``cifar10-synthetic``.
 """
 
 from __future__ import annotations
@@ -51,12 +74,20 @@ from .experiment import RunConfig
 
 GRIDS = ("paper-mnist", "paper-cifar10", "quick", "krum-paper-nobyz", "krum-paper-gaussian", "krum-paper-omniscient")
 GRIDS += ("brsgd-table1",)  # the BrSGD study (Li et al.)
+ADAM_GRIDS = (
+    "adam-mnist-homogeneous",
+    "adam-mnist-heterogeneous",
+    "adam-cifar10-homogeneous",
+    "adam-cifar10-heterogeneous",
+)
+GRIDS += ADAM_GRIDS  # the Adam study (Fabris)
 KRUM_PAPER_RULES = ("average", "multi_krum", "krum_1p", "krum", "medoid")
 KRUM_PAPER_BATCHES = (2, 8, 32)
 KRUM_PAPER_OMNISCIENT_STEPS = 500
 # the preset of each grid when none is given
 DEFAULT_PRESETS = {name: ("canonical" if name.startswith("krum-paper") else "paper") for name in GRIDS}
 DEFAULT_PRESETS["brsgd-table1"] = "canonical"
+DEFAULT_PRESETS.update({name: "canonical" for name in ADAM_GRIDS})
 
 
 def _paper_grid(base: RunConfig, fs: tuple[int, int], lrs: list[dict], seeds) -> list[RunConfig]:
@@ -165,12 +196,104 @@ def _brsgd_grid(dataset: str | None, preset: str, seeds) -> list[RunConfig]:
     return configs
 
 
+# --- The Adam study (Fabris, Chapter 4) ------------------------------------------------------
+ADAM_OPTIMIZERS = ("sgd", "resam", "dra", "mra")
+ADAM_RULES = ("average", "trimmed_mean", "meamed", "median", "mda")
+# the study's attacks (attacks.py, "Attacks of the Adam study"): on each Byzantine worker's
+# own genuine vector (its own shard), little subtracting one std (Algorithm 17), empire
+# -0.9 times its vector (Algorithm 18: b - 1.9 b), sign flip -1 times it
+# The attack-free runs are "honest": all n workers correct (on all n shards) and the rule
+# still assuming f (with "none", the n - f workers alone cannot satisfy trimmed_mean's
+# n > 2f at n = 15, f = 5).
+ADAM_ATTACKS = (
+    "honest",
+    "little:base=own,factor=1",
+    "empire:base=own,factor=1.9",
+    "sign_flip",
+    "label_flip",
+    "inf",
+    "neg_inf",
+)
+# sized so that one run takes about a minute on 2 shared cores (docs/reproduction.md,
+# "Adam study": the wall time of a run measured first)
+ADAM_MNIST_STEPS = 120
+ADAM_MNIST_EVAL_EVERY = 40
+ADAM_CIFAR_STEPS = 1500
+ADAM_CIFAR_EVAL_EVERY = 100
+ADAM_SEEDS = (1,)
+ADAM_LR = 0.001  # dra and mra, every setup
+# (n, f, split, pre-aggregation, model, default data set, batch, steps, eval every) per grid,
+# and the learning rate of sgd and resam as RunConfig fields
+ADAM_SETUPS = {
+    "adam-mnist-homogeneous": dict(
+        n=15, f=5, split="homogeneous", pre="", model="mnist-cnn-adam", dataset="mnist-embedded", batch_size=25,
+        steps=ADAM_MNIST_STEPS, eval_every=ADAM_MNIST_EVAL_EVERY,
+        sgd_lr={"lr": 0.75}, resam_lr={"lr": 0.75},
+    ),
+    "adam-mnist-heterogeneous": dict(
+        n=17, f=4, split="dirichlet:alpha=0.1", pre="nnm+", model="mnist-cnn-adam", dataset="mnist-embedded",
+        batch_size=25, steps=ADAM_MNIST_STEPS, eval_every=ADAM_MNIST_EVAL_EVERY,
+        sgd_lr={"lr": 0.75, "lr_decay": 50.0, "lr_decay_every": 50},
+        resam_lr={"lr": 0.75, "lr_decay": 50.0, "lr_decay_every": 50},
+    ),
+    "adam-cifar10-homogeneous": dict(
+        n=15, f=5, split="homogeneous", pre="", model="cifar-cnn", dataset="cifar10", batch_size=50,
+        steps=ADAM_CIFAR_STEPS, eval_every=ADAM_CIFAR_EVAL_EVERY,
+        sgd_lr={"lr": 0.25}, resam_lr={"lr": 0.25},
+    ),
+    "adam-cifar10-heterogeneous": dict(
+        n=15, f=4, split="dirichlet:alpha=0.1", pre="nnm+", model="cifar-cnn", dataset="cifar10", batch_size=50,
+        steps=ADAM_CIFAR_STEPS, eval_every=ADAM_CIFAR_EVAL_EVERY,
+        sgd_lr={"lr": 0.75, "lr_decay": 50.0, "lr_decay_every": 50}, resam_lr={"lr": 0.25},
+    ),
+}  # fmt: skip
+
+
+def _adam_grid(name: str, dataset: str | None, preset: str, seeds) -> list[RunConfig]:
+    setup = ADAM_SETUPS[name]
+    base = RunConfig(
+        dataset=dataset or setup["dataset"],
+        model=setup["model"],
+        preset=preset,
+        n=setup["n"],
+        f=setup["f"],
+        momentum="server",
+        mu=0.0,
+        batch_size=setup["batch_size"],
+        l2=1e-4,
+        clip=2.0,
+        steps=setup["steps"],
+        eval_every=setup["eval_every"],
+        split=setup["split"],
+    )
+    adam = {"lr": ADAM_LR}
+    learning_rates = {"sgd": setup["sgd_lr"], "resam": setup["resam_lr"], "dra": adam, "mra": adam}
+    configs = []
+    for seed in seeds or ADAM_SEEDS:
+        for optimizer in ADAM_OPTIMIZERS:
+            for attack in ADAM_ATTACKS:
+                for rule in ADAM_RULES:
+                    configs.append(
+                        replace(
+                            base,
+                            optimizer=optimizer,
+                            rule=setup["pre"] + rule,
+                            attack=attack,
+                            seed=seed,
+                            **learning_rates[optimizer],
+                        )
+                    )
+    return configs
+
+
 def make_grid(
     name: str, dataset: str | None = None, preset: str | None = None, seeds=None, steps: int | None = None
 ) -> list[RunConfig]:
     preset = preset or DEFAULT_PRESETS.get(name, "paper")
     if name.startswith("krum-paper-") and name in GRIDS:
         configs = _krum_paper_grid(name, dataset, preset, seeds)
+    elif name in ADAM_GRIDS:
+        configs = _adam_grid(name, dataset, preset, seeds)
     elif name == "brsgd-table1":
         configs = _brsgd_grid(dataset, preset, seeds)
     elif name == "paper-mnist":
