@@ -93,6 +93,7 @@ import re
 
 import torch
 
+from . import specs
 from .metrics import column_moments
 
 
@@ -271,71 +272,29 @@ NAMES = tuple(PARAMS)
 CHOICES = {"base": ("honest", "own")}
 
 
-def _format(value) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int):
-        return str(value)
-    return str(int(value)) if math.isfinite(value) and value.is_integer() else repr(value)
+def _convert(name: str, key: str, text: str):
+    """The value of parameter `key` of attack `name` from its text (SpecTable's converter)."""
+    kind = type(PARAMS[name][key])
+    if kind is str:
+        if text not in CHOICES[key]:
+            words = ", ".join(CHOICES[key])
+            raise ValueError(f"attack {name}: parameter {key} must be one of {words}, got {text!r}")
+        return text
+    if kind is int and not re.fullmatch(r"[+-]?\d+", text):
+        raise ValueError(f"attack {name}: parameter {key} must be an integer, got {text!r}")
+    try:
+        value = kind(text)
+    except ValueError:
+        raise ValueError(f"attack {name}: parameter {key} must be a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"attack {name}: parameter {key} must be finite and >= 0, got {text!r}")
+    return value
 
 
-def parse(spec: str) -> tuple[str, dict]:
-    """("gaussian:variance=100") -> ("gaussian", {"variance": 100.0}); the parameters a
-    specification leaves out are not filled in (see `params`). Raises ValueError naming the
-    valid names or parameters."""
-    if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(f"empty attack; known: {', '.join(NAMES)}")
-    name, colon, rest = spec.strip().partition(":")
-    name = name.strip()
-    if name not in PARAMS:
-        raise ValueError(f"unknown attack {name!r}; known: {', '.join(NAMES)}")
-    allowed = PARAMS[name]
-    values: dict = {}
-    if colon and not rest.strip():
-        raise ValueError(f"attack {name}: nothing after ':'")
-    for item in rest.split(",") if rest.strip() else []:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or key not in allowed:
-            known = ", ".join(allowed) or "none"
-            raise ValueError(f"attack {name}: unknown parameter {item.strip()!r} (parameters: {known})")
-        if key in values:
-            raise ValueError(f"attack {name}: parameter {key} given twice")
-        kind = type(allowed[key])
-        text = text.strip()
-        if kind is str:
-            if text not in CHOICES[key]:
-                words = ", ".join(CHOICES[key])
-                raise ValueError(f"attack {name}: parameter {key} must be one of {words}, got {text!r}")
-            values[key] = text
-            continue
-        if kind is int and not re.fullmatch(r"[+-]?\d+", text):
-            raise ValueError(f"attack {name}: parameter {key} must be an integer, got {text!r}")
-        try:
-            value = kind(text)
-        except ValueError:
-            raise ValueError(f"attack {name}: parameter {key} must be a number, got {text!r}") from None
-        if not math.isfinite(value) or value < 0:
-            raise ValueError(f"attack {name}: parameter {key} must be finite and >= 0, got {text!r}")
-        values[key] = value
-    return name, values
-
-
-def canonical(spec: str) -> str:
-    """One spelling per attack: parameters sorted, values normalised, defaults kept out."""
-    name, values = parse(spec)
-    values = {k: v for k, v in values.items() if v != PARAMS[name][k]}
-    return name + (":" + ",".join(f"{k}={_format(v)}" for k, v in sorted(values.items())) if values else "")
-
-
-def name_of(spec: str) -> str:
-    return parse(spec)[0]
-
-
-def params(spec: str) -> dict:
-    """The attack's parameters with the defaults filled in."""
-    name, values = parse(spec)
-    return {**PARAMS[name], **values}
+# parse("gaussian:variance=100") -> ("gaussian", {"variance": 100.0}); canonical: one
+# spelling (defaults left out); name_of; params: the defaults filled in (specs.SpecTable)
+SPECS = specs.SpecTable("attack", PARAMS, _convert)
+parse, canonical, name_of, params = SPECS.parse, SPECS.canonical, SPECS.name_of, SPECS.params
 
 
 def attack_vector(attack: str, mean: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:

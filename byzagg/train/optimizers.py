@@ -44,6 +44,8 @@ import math
 
 import torch
 
+from . import specs
+
 # every optimiser name with its parameters and their defaults
 PARAMS: dict[str, dict[str, float]] = {
     "sgd": {},
@@ -56,59 +58,23 @@ NAMES = tuple(PARAMS)
 SENT = {"sgd": 1, "resam": 1, "dra": 1, "mra": 2}
 
 
-def _format(value: float) -> str:
-    return str(int(value)) if math.isfinite(value) and value.is_integer() else repr(value)
+def _convert(name: str, key: str, text: str) -> float:
+    """The value of parameter `key` of optimizer `name` from its text (SpecTable's converter)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"optimizer {name}: parameter {key} must be a number, got {text!r}") from None
+    if key.startswith("beta") and not 0 <= value < 1:
+        raise ValueError(f"optimizer {name}: {key} must lie in [0, 1), got {text!r}")
+    if key == "eps" and not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"optimizer {name}: eps must be finite and >= 0, got {text!r}")
+    return value
 
 
-def parse(spec: str) -> tuple[str, dict]:
-    """("dra:eps=1e-8") -> ("dra", {"eps": 1e-8}); parameters left out are not filled in
-    (see `params`). Raises ValueError naming the valid names or parameters and ranges."""
-    if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(f"empty optimizer; known: {', '.join(NAMES)}")
-    name, colon, rest = spec.strip().partition(":")
-    name = name.strip()
-    if name not in PARAMS:
-        raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(NAMES)}")
-    allowed = PARAMS[name]
-    if colon and not rest.strip():
-        raise ValueError(f"optimizer {name}: nothing after ':'")
-    values: dict = {}
-    for item in rest.split(",") if rest.strip() else []:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or key not in allowed:
-            known = ", ".join(allowed) or "none"
-            raise ValueError(f"optimizer {name}: unknown parameter {item.strip()!r} (parameters: {known})")
-        if key in values:
-            raise ValueError(f"optimizer {name}: parameter {key} given twice")
-        text = text.strip()
-        try:
-            value = float(text)
-        except ValueError:
-            raise ValueError(f"optimizer {name}: parameter {key} must be a number, got {text!r}") from None
-        if key.startswith("beta") and not 0 <= value < 1:
-            raise ValueError(f"optimizer {name}: {key} must lie in [0, 1), got {text!r}")
-        if key == "eps" and not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"optimizer {name}: eps must be finite and >= 0, got {text!r}")
-        values[key] = value
-    return name, values
-
-
-def canonical(spec: str) -> str:
-    """One spelling per optimiser: parameters sorted, values normalised, defaults kept out."""
-    name, values = parse(spec)
-    values = {k: v for k, v in values.items() if v != PARAMS[name][k]}
-    return name + (":" + ",".join(f"{k}={_format(v)}" for k, v in sorted(values.items())) if values else "")
-
-
-def name_of(spec: str) -> str:
-    return parse(spec)[0]
-
-
-def params(spec: str) -> dict:
-    """The optimiser's parameters with the defaults filled in."""
-    name, values = parse(spec)
-    return {**PARAMS[name], **values}
+# parse("dra:eps=1e-8") -> ("dra", {"eps": 1e-8}); canonical: one spelling (defaults left
+# out); name_of; params: the defaults filled in (specs.SpecTable)
+SPECS = specs.SpecTable("optimizer", PARAMS, _convert)
+parse, canonical, name_of, params = SPECS.parse, SPECS.canonical, SPECS.name_of, SPECS.params
 
 
 class LocalState:
