@@ -245,7 +245,6 @@ struct ScoreLanes {
   typedef int32_t I;
   typedef float V __attribute__((vector_size(32)));
   typedef int32_t M __attribute__((vector_size(32)));
-  typedef V8d W;  // the lanes widened to float64
   static constexpr int L = 8;
 };
 template <>
@@ -254,7 +253,6 @@ struct ScoreLanes<double> {
   typedef int64_t I;
   typedef double V __attribute__((vector_size(32)));
   typedef int64_t M __attribute__((vector_size(32)));
-  typedef V W;
   static constexpr int L = 4;
 };
 
@@ -280,6 +278,18 @@ template <typename Vec, typename P>
 BYZAGG_PASS_INLINE void store_as(P* p, Vec v) {
   std::memcpy(p, &v, sizeof(v));
 }
+
+typedef double V4d __attribute__((vector_size(32)));
+typedef float V4f __attribute__((vector_size(16)));
+
+// sum[0, L) += the lanes of v in float64, on 32-byte vectors (a 64-byte vector of doubles
+// would go through the stack on AVX2).
+BYZAGG_PASS_INLINE void add_widened(double* sum, ScoreLanes<float>::V v) {
+  const V4f low = __builtin_shufflevector(v, v, 0, 1, 2, 3), high = __builtin_shufflevector(v, v, 4, 5, 6, 7);
+  store_as(sum, load_as<V4d>(sum) + __builtin_convertvector(low, V4d));
+  store_as(sum + 4, load_as<V4d>(sum + 4) + __builtin_convertvector(high, V4d));
+}
+BYZAGG_PASS_INLINE void add_widened(double* sum, ScoreLanes<double>::V v) { store_as(sum, load_as<V4d>(sum) + v); }
 
 // The least C >= m (m itself for double). For float: m is a mean of floats, so |m| <=
 // FLT_MAX and the rounded value is finite (or NaN); one step up where it rounded down.
@@ -327,7 +337,6 @@ BYZAGG_PASS_INLINE void brsgd_scores_impl(const T* X, int64_t n, int64_t d, int6
   typedef typename S::I I;
   typedef typename S::V V;
   typedef typename S::M M;
-  typedef typename S::W W;
   constexpr int L = S::L;
   const int64_t width = c1 - c0, vec_width = width / L * L;
   double* mean = scratch;
@@ -347,7 +356,7 @@ BYZAGG_PASS_INLINE void brsgd_scores_impl(const T* X, int64_t n, int64_t d, int6
       const V xv = load_cmp(x + c);
       const M finite = (xv - xv) == V{};
       const V kept = (V)((M)xv & finite);  // the value, +0.0 where not finite
-      store_as(mean + c, load_as<W>(mean + c) + __builtin_convertvector(kept, W));
+      add_widened(mean + c, kept);
       store_as(count + c, load_as<M>(count + c) - finite);  // a true lane is -1
     }
     for (; c < width; ++c) {
