@@ -306,15 +306,17 @@ BYZAGG_PASS_INLINE void brsgd_scores_impl(const T* X, int64_t n, int64_t d, int6
 // The geometric median's iteration pass on [c0, c1) (csrc/core/geometric_median.h):
 // z <- z + lam s; y = (sum_i beta_i x_i) / beta_sum over the rows with use[i] (added in row
 // order) and q0[i] = sum (x_i - z)^2 in the same sweep; s <- y - z and *e = sum s^2; then,
-// the block still in cache, b[i] = sum (z - x_i) s. y: scratch of c1 - c0 doubles.
+// the block still in cache, b[i] = sum (z - x_i) s and r[i] = sum (x_i - x_k)^2, x_k the
+// candidate row (xk: its full row). y: scratch of c1 - c0 doubles.
 template <typename T>
 BYZAGG_PASS_INLINE void gm_step_impl(const T* X, int64_t n, int64_t d, const uint8_t* use, const double* beta,
                                      double beta_sum, double lam, double* z, double* s, int64_t c0, int64_t c1,
-                                     double* y, double* q0, double* b, double* e) {
+                                     double* y, double* q0, double* b, double* e, const T* xk, double* r) {
   const int64_t width = c1 - c0, vec_width = width / 8 * 8, wide = width / 16 * 16;
   const V8d zero = V8d{};
   double* zc = z + c0;
   double* sc = s + c0;
+  const T* kc = xk + c0;
   for (int64_t c = 0; c < width; ++c) {
     zc[c] = zc[c] + lam * sc[c];
     y[c] = 0.0;
@@ -367,16 +369,31 @@ BYZAGG_PASS_INLINE void gm_step_impl(const T* X, int64_t n, int64_t d, const uin
   for (int64_t i = 0; i < n; ++i) {
     if (!use[i]) continue;
     const T* x = X + i * d + c0;
-    V8d a0 = zero, a1 = zero;
+    V8d a0 = zero, a1 = zero, r0 = zero, r1 = zero;
     int64_t k = 0;
     for (; k < wide; k += 16) {
-      a0 = a0 + (load8(zc + k) - load8(x + k)) * load8(sc + k);
-      a1 = a1 + (load8(zc + k + 8) - load8(x + k + 8)) * load8(sc + k + 8);
+      const V8d x0 = load8(x + k), x1 = load8(x + k + 8);
+      a0 = a0 + (load8(zc + k) - x0) * load8(sc + k);
+      a1 = a1 + (load8(zc + k + 8) - x1) * load8(sc + k + 8);
+      const V8d d0 = x0 - load8(kc + k), d1 = x1 - load8(kc + k + 8);
+      r0 = r0 + d0 * d0;
+      r1 = r1 + d1 * d1;
     }
-    for (; k < vec_width; k += 8) a0 = a0 + (load8(zc + k) - load8(x + k)) * load8(sc + k);
-    double tail = 0.0;
-    for (; k < width; ++k) tail = tail + (zc[k] - to_double(x[k])) * sc[k];
+    for (; k < vec_width; k += 8) {
+      const V8d x0 = load8(x + k);
+      a0 = a0 + (load8(zc + k) - x0) * load8(sc + k);
+      const V8d d0 = x0 - load8(kc + k);
+      r0 = r0 + d0 * d0;
+    }
+    double tail = 0.0, tail_r = 0.0;
+    for (; k < width; ++k) {
+      const double xv = to_double(x[k]);
+      tail = tail + (zc[k] - xv) * sc[k];
+      const double diff = xv - to_double(kc[k]);
+      tail_r = tail_r + diff * diff;
+    }
     b[i] = lane_sum(a0 + a1) + tail;
+    r[i] = lane_sum(r0 + r1) + tail_r;
   }
 }
 
@@ -408,8 +425,9 @@ void brsgd_scores(const T* X, int64_t n, int64_t d, int64_t c0, int64_t c1, doub
 }
 template <typename T>
 void gm_step(const T* X, int64_t n, int64_t d, const uint8_t* use, const double* beta, double beta_sum, double lam,
-             double* z, double* s, int64_t c0, int64_t c1, double* y, double* q0, double* b, double* e) {
-  gm_step_impl(X, n, d, use, beta, beta_sum, lam, z, s, c0, c1, y, q0, b, e);
+             double* z, double* s, int64_t c0, int64_t c1, double* y, double* q0, double* b, double* e, const T* xk,
+             double* r) {
+  gm_step_impl(X, n, d, use, beta, beta_sum, lam, z, s, c0, c1, y, q0, b, e, xk, r);
 }
 
 // The block kernels of this translation unit's copy, for element type T.
