@@ -345,8 +345,7 @@ def geometric_median(X, weights, eps, max_iter, tol):
         # distances the line search gave; the first on ties)
         k = int(torch.argmin(dist))
         # one pass: z <- z + lam s; the Weiszfeld point y and the exact ||z - x_i||^2; the
-        # step s = y - z, its squared length e and b_i = <z - x_i, s>; the exact
-        # ||x_k - x_i||^2
+        # step s = y - z, its squared length e and b_i = <z - x_i, s>
         z = z + lam * s
         beta = w / torch.clamp(dist, min=eps)
         y = (beta.unsqueeze(1) * P).sum(dim=0) / beta.sum()
@@ -355,17 +354,17 @@ def geometric_median(X, weights, eps, max_iter, tol):
         s = y - z
         e = float((s * s).sum().detach())  # a step length: the line search picks lam, no gradient
         b = (R * s).sum(dim=1)
-        Rk = P - P[k]
-        r = (Rk * Rk).sum(dim=1)
         # between passes, O(41 n): the line search, the distances at z + lam s, the stop test
         lam, dist, change = gm_line_search(q0, b, e, w)
         if lam * math.sqrt(e) <= tol * max(float((w * dist).sum() / W), eps):
             break
-    # the result z + lam s, unless the candidate row's exact objective is at most the
-    # objective there (the pass's exact objective at z plus the line search's change)
-    # times 1 + GM_ROW_SLACK
+    # the result z + lam s, unless the candidate row's exact objective (from the exact
+    # ||x_k - x_i||^2: in the last pass after max_iter iterations, one more pass after an
+    # earlier stop) is at most the objective there (the last pass's exact objective at z
+    # plus the line search's change) times 1 + GM_ROW_SLACK
+    Rk = P - P[k]
     objective = float((w * torch.sqrt(q0)).sum()) + change
-    row_objective = float((w * torch.sqrt(r)).sum())
+    row_objective = float((w * torch.sqrt((Rk * Rk).sum(dim=1))).sum())
     if row_objective <= objective * (1.0 + GM_ROW_SLACK):
         return X[active[k]].clone()
     return (z + lam * s).to(X.dtype)

@@ -17,18 +17,20 @@
 //           z <- z + lam s;  y = sum_i beta_i x_i / sum_i beta_i with
 //           beta_i = w_i / max(eps, dist_i) (geometric_median_weights, before the pass);
 //           q0_i = ||z - x_i||^2 (partials per block);  s <- y - z;  e = ||s||^2;
-//           b_i = <z - x_i, s> and r_i = ||x_i - x_k||^2 (a second sweep over the block,
-//           still in cache).
+//           b_i = <z - x_i, s> (a second sweep over the block, still in cache) and, in the
+//           pass that is the last by max_iter, r_i = ||x_i - x_k||^2 in the same sweep.
 //           Between passes, O(41 m): geometric_median_line_search picks lam among
 //           2^(k/4), k = 0..40, where sum_i w_i sqrt(q0_i + 2 lam b_i + lam^2 e) is least
 //           (first on ties; the change written as rise / (new + old), no difference of
 //           huge numbers) and gives dist_i there and the objective's change; stop once
 //           lam sqrt(e) <= tol * max(eps, sum_i w_i dist_i / W) (geometric_median_converged).
-//   end     no further pass: the result is z + lam s, unless the last pass's candidate row
-//           k wins the data-point check: its exact objective sum_i w_i sqrt(r_i) is at most
-//           the objective at z + lam s (the pass's exact sum_i w_i sqrt(q0_i) plus the line
+//   end     the result is z + lam s, unless the last pass's candidate row k wins the
+//           data-point check: its exact objective sum_i w_i sqrt(r_i) is at most the
+//           objective at z + lam s (the pass's exact sum_i w_i sqrt(q0_i) plus the line
 //           search's change) times 1 + 1e-12 (ties go to the row; geometric_median_row_wins).
-// No O(n^2 d) work: the candidate is one row, its objective comes from the last pass.
+//           After max_iter iterations no further pass is needed; a stop by the test before
+//           takes one pass for r_i.
+// No O(n^2 d) work: the candidate is one row, its objective comes from one O(n d) pass.
 // Every distance is a sum of squared differences of the rows and a vector of their scale:
 // rows of any magnitude up to the float range cost no accuracy to the others (an
 // iteration on coefficients, ||z - x_i||^2 = (Dc)_i - c^T D c / 2, would cancel

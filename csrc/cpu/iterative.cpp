@@ -83,15 +83,16 @@ std::vector<double> weights_or_ones(const c10::optional<at::Tensor>& weights, in
 // ---------------------------------------------------------------------------------------
 // Geometric median: the algorithm and the scalar steps between passes are in
 // csrc/core/geometric_median.h. Host/device split, per call:
-//   z = coordinate-wise median of the rows of positive weight;
-//   pass 0 (row_sums with the probe): q_i = ||z - x_i||^2 -> dist, the finite rows -> the
-//   active rows (and, if z is not finite, the median of the active rows and q again);
+//   one pass per block of coordinates (median_start): z = coordinate-wise median of the rows
+//   of positive weight (coordinate_rule_columns), then, the block in cache, row_sums with
+//   the probe: q_i = ||z - x_i||^2 -> dist, the finite rows -> the active rows (and, if z
+//   is not finite, the median of the active rows and q again, in two passes);
 //   per iteration: geometric_median_nearest_row and geometric_median_weights (host) ->
-//   pass gm_step (z += lam s, y, q0, s, e, b, r) -> block-order sums (host) ->
-//   geometric_median_line_search, _converged (host);
-//   end: the objectives of the last candidate row and of z + lam s ->
-//   geometric_median_row_wins; z += lam s unless the row wins. No pass after the last
-//   iteration, no pairwise distances.
+//   pass gm_step (z += lam s, y, q0, s, e, b; r in the iteration that is the last by
+//   max_iter) -> block-order sums (host) -> geometric_median_line_search, _converged (host);
+//   end: after an early stop, a row_sums pass for r; the objectives of the last candidate
+//   row and of z + lam s -> geometric_median_row_wins; z += lam s unless the row wins. No
+//   pairwise distances.
 
 template <typename scalar_t>
 class GeometricMedianPasses {
@@ -106,6 +107,35 @@ class GeometricMedianPasses {
         bp_(static_cast<size_t>(blocks_.count * n), 0.0),
         rp_(static_cast<size_t>(blocks_.count * n), 0.0),
         ep_(static_cast<size_t>(blocks_.count), 0.0) {}
+
+  // The start and pass 0 in one pass over G: per block of coordinates, z = the
+  // coordinate-wise median of `rows` (those with use[i]), rounded to G's dtype as the
+  // reference's, then, the block in cache, q_i = ||z - x_i||^2 and finite[i] for those
+  // rows. Returns whether every coordinate of z is finite.
+  bool median_start(const std::vector<int64_t>& rows, const uint8_t* use, double* z, double* q, uint8_t* finite) {
+    using acc_t = at::opmath_type<scalar_t>;
+    std::vector<const scalar_t*> row_ptrs;
+    for (int64_t i : rows) row_ptrs.push_back(X_ + i * d_);
+    const int64_t m = static_cast<int64_t>(rows.size());
+    at::parallel_for(0, blocks_.count, 1, [&](int64_t begin, int64_t end) {
+      std::vector<acc_t> median(static_cast<size_t>(blocks_.columns));
+      for (int64_t bl = begin; bl < end; ++bl) {
+        const int64_t c0 = blocks_.begin(bl), c1 = blocks_.end(bl);
+        coordinate_rule_columns<scalar_t>(row_ptrs.data(), m, c0, c1, 0, core::CoordinateRule::kMedian, median.data());
+        double z_probe = 0.0;
+        for (int64_t c = c0; c < c1; ++c) {
+          z[c] = static_cast<double>(static_cast<scalar_t>(median[c - c0]));
+          z_probe = z_probe + z[c] * 0.0;
+        }
+        ep_[bl] = z_probe;
+        kernels_.row_sums(X_, n_, d_, use, z, c0, c1, qp_.data() + bl * n_, bp_.data() + bl * n_);
+      }
+    });
+    reduce(qp_, use, q);
+    for (int64_t i = 0; i < n_; ++i)
+      finite[i] = use[i] && core::sum_in_block_order(bp_.data(), blocks_.count, n_, i) == 0.0;
+    return core::sum_in_block_order(ep_.data(), blocks_.count, 1, 0) == 0.0;
+  }
 
   // Pass 0: q_i = ||z - x_i||^2 for the rows with use[i]; when finite is given, finite[i]
   // for those rows too. Returns whether every coordinate of z is finite.
@@ -139,9 +169,12 @@ class GeometricMedianPasses {
     for (int64_t i = 0; i < n; ++i) dist[i] = use[i] ? std::sqrt(q[i]) : 0.0;
     double lam = 0.0, change = 0.0;
     int64_t k = 0;
+    bool have_r = false;
     for (int64_t t = 0; t < max_iter; ++t) {
       k = core::geometric_median_nearest_row(dist.data(), n, use);
-      const scalar_t* xk = X_ + k * d_;
+      // the candidate's squared distances in the pass that is the last by max_iter (an
+      // earlier stop takes one pass for them below)
+      const scalar_t* xk = t == max_iter - 1 ? X_ + k * d_ : nullptr;
       const double beta_sum = core::geometric_median_weights(w, dist.data(), n, use, eps, beta.data());
       at::parallel_for(0, blocks_.count, 1, [&](int64_t begin, int64_t end) {
         std::vector<double> y(static_cast<size_t>(blocks_.columns));
@@ -152,10 +185,22 @@ class GeometricMedianPasses {
       });
       reduce(qp_, use, q0.data());
       reduce(bp_, use, b.data());
-      reduce(rp_, use, r.data());
+      if (xk) reduce(rp_, use, r.data()), have_r = true;
       const double e = core::sum_in_block_order(ep_.data(), blocks_.count, 1, 0);
       lam = core::geometric_median_line_search(q0.data(), b.data(), e, w, n, use, dist.data(), &change);
       if (core::geometric_median_converged(lam, e, w, dist.data(), n, use, W, tol, eps)) break;
+    }
+    if (!have_r) {  // stopped early: the candidate's squared distances, from its row in double
+      std::vector<double> row(static_cast<size_t>(d_));
+      at::parallel_for(0, d_, 1 << 14, [&](int64_t begin, int64_t end) {
+        for (int64_t c = begin; c < end; ++c) row[c] = static_cast<double>(X_[k * d_ + c]);
+      });
+      at::parallel_for(0, blocks_.count, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t bl = begin; bl < end; ++bl)
+          kernels_.row_sums(X_, n, d_, use, row.data(), blocks_.begin(bl), blocks_.end(bl), rp_.data() + bl * n,
+                            nullptr);
+      });
+      reduce(rp_, use, r.data());
     }
     double objective = 0.0, row_objective = 0.0;
     for (int64_t i = 0; i < n; ++i)
@@ -199,14 +244,15 @@ at::Tensor geometric_median_cpu(const at::Tensor& G, const c10::optional<at::Ten
     if ((positive[i] = w[i] > 0)) positive_rows.push_back(i);
   if (positive_rows.empty()) return nan;
   // The start: the coordinate-wise median of the rows of positive weight, in G's dtype (as
-  // the reference).
-  at::Tensor z = coordinate_rule(X, positive_rows, 0, core::CoordinateRule::kMedian).to(at::kDouble).contiguous();
+  // the reference), computed with pass 0.
+  at::Tensor z = at::empty({d}, X.options().dtype(at::kDouble));
   int64_t k = -1;
   bool row_wins = false;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, X.scalar_type(), "byzagg_geometric_median", [&] {
     GeometricMedianPasses<scalar_t> passes(X.data_ptr<scalar_t>(), n, d);
     std::vector<double> q(static_cast<size_t>(n), 0.0);
-    const bool z_finite = passes.start(positive.data(), z.data_ptr<double>(), q.data(), use.data());
+    const bool z_finite =
+        passes.median_start(positive_rows, positive.data(), z.data_ptr<double>(), q.data(), use.data());
     double W = 0.0;
     for (int64_t i = 0; i < n; ++i)
       if (use[i]) rows.push_back(i), W += w[i];

@@ -356,9 +356,10 @@ BYZAGG_PASS_INLINE void brsgd_scores_impl(const T* X, int64_t n, int64_t d, int6
 // z <- z + lam s; y = (sum_i beta_i x_i) / beta_sum over the rows with use[i] (added in row
 // order, four rows per sweep: the same order as one at a time) and q0[i] = sum (x_i - z)^2
 // in the same sweep; s <- y - z and *e = sum s^2; then, the block still in cache, two rows
-// per sweep, b[i] = sum (z - x_i) s and r[i] = sum (x_i - x_k)^2, x_k the candidate row
-// (xk: its full row). y: scratch of c1 - c0 doubles (then x_k's block in double).
-template <typename T>
+// per sweep, b[i] = sum (z - x_i) s and, with Candidate, r[i] = sum (x_i - x_k)^2, x_k the
+// candidate row (xk: its full row). y: scratch of c1 - c0 doubles (then x_k's block in
+// double).
+template <bool Candidate, typename T>
 BYZAGG_PASS_INLINE void gm_step_impl(const T* X, int64_t n, int64_t d, const uint8_t* use, const double* beta,
                                      double beta_sum, double lam, double* z, double* s, int64_t c0, int64_t c1,
                                      double* y, double* q0, double* b, double* e, const T* xk, double* r) {
@@ -442,8 +443,8 @@ BYZAGG_PASS_INLINE void gm_step_impl(const T* X, int64_t n, int64_t d, const uin
     tail_e = tail_e + sv * sv;
   }
   *e = lane_sum4(ev) + tail_e;
-  const T* kc = xk + c0;
-  for (c = 0; c < width; ++c) y[c] = to_double(kc[c]);
+  if (Candidate)
+    for (c = 0; c < width; ++c) y[c] = to_double(xk[c0 + c]);
   for (int64_t from = next_rows(use, n, 0, rows, &k); k > 0; from = next_rows(use, n, from, rows, &k)) {
     for (int j = 0; j < k; j += 2) {
       const bool pair = j + 1 < k;
@@ -451,28 +452,33 @@ BYZAGG_PASS_INLINE void gm_step_impl(const T* X, int64_t n, int64_t d, const uin
       const T* x1 = X + rows[pair ? j + 1 : j] * d + c0;
       V4d p0 = zero, p1 = zero, s0 = zero, s1 = zero;
       for (c = 0; c < vec_width; c += 4) {
-        const V4d zv = load4(zc + c), sv = load4(sc + c), kv = load4(y + c);
+        const V4d zv = load4(zc + c), sv = load4(sc + c);
         const V4d u0 = load4(x0 + c), u1 = load4(x1 + c);
         p0 = p0 + (zv - u0) * sv;
         p1 = p1 + (zv - u1) * sv;
-        const V4d d0 = u0 - kv, d1 = u1 - kv;
-        s0 = s0 + d0 * d0;
-        s1 = s1 + d1 * d1;
+        if (Candidate) {
+          const V4d kv = load4(y + c);
+          const V4d d0 = u0 - kv, d1 = u1 - kv;
+          s0 = s0 + d0 * d0;
+          s1 = s1 + d1 * d1;
+        }
       }
       double tp0 = 0.0, tp1 = 0.0, ts0 = 0.0, ts1 = 0.0;
       for (; c < width; ++c) {
         const double u0 = to_double(x0[c]), u1 = to_double(x1[c]);
         tp0 = tp0 + (zc[c] - u0) * sc[c];
         tp1 = tp1 + (zc[c] - u1) * sc[c];
-        const double d0 = u0 - y[c], d1 = u1 - y[c];
-        ts0 = ts0 + d0 * d0;
-        ts1 = ts1 + d1 * d1;
+        if (Candidate) {
+          const double d0 = u0 - y[c], d1 = u1 - y[c];
+          ts0 = ts0 + d0 * d0;
+          ts1 = ts1 + d1 * d1;
+        }
       }
       b[rows[j]] = lane_sum4(p0) + tp0;
-      r[rows[j]] = lane_sum4(s0) + ts0;
+      if (Candidate) r[rows[j]] = lane_sum4(s0) + ts0;
       if (pair) {
         b[rows[j + 1]] = lane_sum4(p1) + tp1;
-        r[rows[j + 1]] = lane_sum4(s1) + ts1;
+        if (Candidate) r[rows[j + 1]] = lane_sum4(s1) + ts1;
       }
     }
   }
@@ -508,7 +514,11 @@ template <typename T>
 void gm_step(const T* X, int64_t n, int64_t d, const uint8_t* use, const double* beta, double beta_sum, double lam,
              double* z, double* s, int64_t c0, int64_t c1, double* y, double* q0, double* b, double* e, const T* xk,
              double* r) {
-  gm_step_impl(X, n, d, use, beta, beta_sum, lam, z, s, c0, c1, y, q0, b, e, xk, r);
+  if (xk) {
+    gm_step_impl<true>(X, n, d, use, beta, beta_sum, lam, z, s, c0, c1, y, q0, b, e, xk, r);
+  } else {
+    gm_step_impl<false>(X, n, d, use, beta, beta_sum, lam, z, s, c0, c1, y, q0, b, e, xk, r);
+  }
 }
 
 // The block kernels of this translation unit's copy, for element type T.
