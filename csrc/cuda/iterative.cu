@@ -46,15 +46,15 @@ __global__ void clipping_scale_kernel(const double* __restrict__ norms, const ui
 // Geometric median (csrc/core/geometric_median.h has the algorithm and the scalar steps).
 
 struct GeometricMedianState {
-  double W;           // sum of the active rows' weights
-  double beta_sum;    // sum of the Weiszfeld weights
-  double lam;         // the last line search's step (0 before the first)
-  double e;           // ||s||^2
-  double change;      // the objective's change along the last step (the line search's)
-  int64_t candidate;  // the data-point check's row, -1 when no row is active
-  int done;           // set once converged: the remaining iterations return at once
-  int row_wins;       // the candidate row is the result
-  int have_r;         // the candidate's squared distances were summed in the last pass
+  double W;              // sum of the active rows' weights
+  double beta_sum;       // sum of the Weiszfeld weights
+  double lam;            // the last line search's step (0 before the first)
+  double e;              // ||s||^2
+  double change;         // the objective's change along the last step (the line search's)
+  int64_t candidate;     // the data-point check's row, -1 when no row is active
+  int done;              // set once converged: the remaining iterations return at once
+  int row_wins;          // the candidate row is the result
+  int have_r;            // the candidate's squared distances were summed in the last pass
   int median_of_active;  // the start is the median of the active rows (the first one is not finite)
 };
 
