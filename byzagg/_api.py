@@ -346,10 +346,9 @@ def geometric_median(
 ) -> torch.Tensor:
     """Geometric median argmin_z sum_i w_i ||z - g_i|| by smoothed Weiszfeld iterations.
 
-    z starts at the coordinate-wise median of the rows of positive weight (robust: with
-    fewer than half of the rows far away it lies in the box of the others; non-finite values
-    are ordered as `median` orders them, and where that median is not finite, the median of
-    the finite rows of positive weight is the start). Each of at most max_iter iterations
+    z starts at the coordinate-wise median of the finite rows of positive weight (robust:
+    with fewer than half of the rows far away it lies in the box of the others). Each of at
+    most max_iter iterations
     takes the Weiszfeld step s = y - z to
     y = sum_i b_i g_i / sum_i b_i, b_i = w_i / max(eps, ||z - g_i||), then goes along it as
     far as is best among the step multiples 2^(k/4), k = 0..40 (1 to 1024: a line search,
@@ -365,10 +364,11 @@ def geometric_median(
     float32 range) cost the others no accuracy. The line search uses
     ||z + lam s - g_i||^2 = q_i + 2 lam <z - g_i, s> + lam^2 ||s||^2 with the three terms
     from the same pass, and the next pass recomputes the distances at the new z; the final
-    iterate's objective is the last pass's exact one plus the line search's change. Cost:
-    the coordinate-wise median, one pass over G for the distances to it, and one pass per
-    iteration (the last one also gives the candidate row's distances; a stop by tol before
-    max_iter takes one more pass for them). No pairwise distances: O(n d) per pass.
+    iterate's objective is the last pass's exact one plus the line search's change. Cost
+    (native CPU): one pass over G for the coordinate-wise median and the distances to it
+    (two if a row of positive weight is not finite), and one pass per iteration (the last
+    one also gives the candidate row's distances; a stop by tol before max_iter takes one
+    more pass for them). No pairwise distances: O(n d) per pass.
 
     Rows with non-finite values get weight zero; if no row is left with positive weight,
     the result is all NaN.

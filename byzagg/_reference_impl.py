@@ -316,22 +316,14 @@ def gm_line_search(q0, b, e, w):
 
 def geometric_median(X, weights, eps, max_iter, tol):
     """See byzagg.geometric_median's docstring for the algorithm."""
-    nan = torch.full((X.shape[1],), math.nan, dtype=X.dtype, device=X.device)
-    w = torch.ones(X.shape[0], dtype=torch.float64, device=X.device) if weights is None else weights.to(torch.float64)
-    positive = torch.nonzero(w > 0).flatten()
-    if positive.numel() == 0:
-        return nan
-    # The start: the coordinate-wise median of the rows of positive weight, their non-finite
-    # values ordered as median orders them (NaN largest); pass 0 then finds the non-finite
-    # rows, which get weight zero (the active rows are the others). Where that median has a
-    # non-finite coordinate, the start is the median of the active rows instead.
-    z = median(X[positive]).to(torch.float64)
     finite = finite_rows(X)
-    active = torch.nonzero((w > 0) & finite).flatten()
+    w = torch.ones(X.shape[0], dtype=torch.float64, device=X.device) if weights is None else weights.to(torch.float64)
+    w = torch.where(finite, w, torch.zeros_like(w))
+    active = torch.nonzero(w > 0).flatten()
     if active.numel() == 0:
-        return nan
-    if active.numel() < positive.numel() and not bool(torch.isfinite(z).all()):
-        z = median(X[active]).to(torch.float64)
+        return torch.full((X.shape[1],), math.nan, dtype=X.dtype, device=X.device)
+    # the start: the coordinate-wise median of the active rows (finite, positive weight)
+    z = median(X[active]).to(torch.float64)
     if max_iter <= 0:
         return z.to(X.dtype)
     P = X[active].to(torch.float64)

@@ -4,13 +4,12 @@
 //
 // Algorithm (smoothed Weiszfeld with exact distances; w_i > 0 on the m active rows: finite,
 // positive weight; W = sum w_i):
-//   start   z = the coordinate-wise median of the rows of positive weight (robust: with fewer
-//           than half of the rows far away, it lies in the box of the others; non-finite
-//           values ordered as the median orders them, NaN largest), s = 0, lam = 0.
-//   pass 0  q_i = ||z - x_i||^2 from the rows and whether each row is finite: the active
-//           rows are the finite ones of positive weight. If z has a non-finite coordinate
-//           (only possible with non-finite rows), z = the median of the active rows instead
-//           and q again. dist_i = sqrt(q_i).
+//   start   z = the coordinate-wise median of the active rows (robust: with fewer than half
+//           of the rows far away, it lies in the box of the others), s = 0, lam = 0.
+//   pass 0  q_i = ||z - x_i||^2 from the rows; dist_i = sqrt(q_i). The CPU computes the
+//           start and pass 0 in one pass per block, on the rows of positive weight, with
+//           each row's finiteness: only if one of them is not finite does it take that
+//           pass again on the active rows. CUDA finds the finite rows first (a pass).
 //   iteration t = 1..max_iter, ONE pass over G per block of coordinates:
 //           k = the active row of least dist_i (geometric_median_nearest_row, before the
 //           pass: the row nearest the point the pass evaluates, first on ties);

@@ -85,8 +85,8 @@ std::vector<double> weights_or_ones(const c10::optional<at::Tensor>& weights, in
 // csrc/core/geometric_median.h. Host/device split, per call:
 //   one pass per block of coordinates (median_start): z = coordinate-wise median of the rows
 //   of positive weight (coordinate_rule_columns), then, the block in cache, row_sums with
-//   the probe: q_i = ||z - x_i||^2 -> dist, the finite rows -> the active rows (and, if z
-//   is not finite, the median of the active rows and q again, in two passes);
+//   the probe: q_i = ||z - x_i||^2 -> dist, the finite rows -> the active rows; if one of
+//   those rows is not finite, the same pass again on the active rows;
 //   per iteration: geometric_median_nearest_row and geometric_median_weights (host) ->
 //   pass gm_step (z += lam s, y, q0, s, e, b; r in the iteration that is the last by
 //   max_iter) -> block-order sums (host) -> geometric_median_line_search, _converged (host);
@@ -110,9 +110,8 @@ class GeometricMedianPasses {
 
   // The start and pass 0 in one pass over G: per block of coordinates, z = the
   // coordinate-wise median of `rows` (those with use[i]), rounded to G's dtype as the
-  // reference's, then, the block in cache, q_i = ||z - x_i||^2 and finite[i] for those
-  // rows. Returns whether every coordinate of z is finite.
-  bool median_start(const std::vector<int64_t>& rows, const uint8_t* use, double* z, double* q, uint8_t* finite) {
+  // reference's, then, the block in cache, q_i = ||z - x_i||^2 and finite[i] for those rows.
+  void median_start(const std::vector<int64_t>& rows, const uint8_t* use, double* z, double* q, uint8_t* finite) {
     using acc_t = at::opmath_type<scalar_t>;
     std::vector<const scalar_t*> row_ptrs;
     for (int64_t i : rows) row_ptrs.push_back(X_ + i * d_);
@@ -122,39 +121,13 @@ class GeometricMedianPasses {
       for (int64_t bl = begin; bl < end; ++bl) {
         const int64_t c0 = blocks_.begin(bl), c1 = blocks_.end(bl);
         coordinate_rule_columns<scalar_t>(row_ptrs.data(), m, c0, c1, 0, core::CoordinateRule::kMedian, median.data());
-        double z_probe = 0.0;
-        for (int64_t c = c0; c < c1; ++c) {
-          z[c] = static_cast<double>(static_cast<scalar_t>(median[c - c0]));
-          z_probe = z_probe + z[c] * 0.0;
-        }
-        ep_[bl] = z_probe;
+        for (int64_t c = c0; c < c1; ++c) z[c] = static_cast<double>(static_cast<scalar_t>(median[c - c0]));
         kernels_.row_sums(X_, n_, d_, use, z, c0, c1, qp_.data() + bl * n_, bp_.data() + bl * n_);
       }
     });
     reduce(qp_, use, q);
     for (int64_t i = 0; i < n_; ++i)
       finite[i] = use[i] && core::sum_in_block_order(bp_.data(), blocks_.count, n_, i) == 0.0;
-    return core::sum_in_block_order(ep_.data(), blocks_.count, 1, 0) == 0.0;
-  }
-
-  // Pass 0: q_i = ||z - x_i||^2 for the rows with use[i]; when finite is given, finite[i]
-  // for those rows too. Returns whether every coordinate of z is finite.
-  bool start(const uint8_t* use, const double* z, double* q, uint8_t* finite) {
-    double* probe = finite ? bp_.data() : nullptr;
-    at::parallel_for(0, blocks_.count, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t bl = begin; bl < end; ++bl) {
-        const int64_t c0 = blocks_.begin(bl), c1 = blocks_.end(bl);
-        kernels_.row_sums(X_, n_, d_, use, z, c0, c1, qp_.data() + bl * n_, probe ? probe + bl * n_ : nullptr);
-        double z_probe = 0.0;
-        for (int64_t c = c0; c < c1; ++c) z_probe = z_probe + z[c] * 0.0;
-        ep_[bl] = z_probe;
-      }
-    });
-    reduce(qp_, use, q);
-    if (finite)
-      for (int64_t i = 0; i < n_; ++i)
-        finite[i] = use[i] && core::sum_in_block_order(bp_.data(), blocks_.count, n_, i) == 0.0;
-    return core::sum_in_block_order(ep_.data(), blocks_.count, 1, 0) == 0.0;
   }
 
   // The iterations from z (the start on entry, the result on return unless the row wins),
@@ -243,23 +216,23 @@ at::Tensor geometric_median_cpu(const at::Tensor& G, const c10::optional<at::Ten
   for (int64_t i = 0; i < n; ++i)
     if ((positive[i] = w[i] > 0)) positive_rows.push_back(i);
   if (positive_rows.empty()) return nan;
-  // The start: the coordinate-wise median of the rows of positive weight, in G's dtype (as
-  // the reference), computed with pass 0.
+  // The start: the coordinate-wise median of the active rows (finite, positive weight), in
+  // G's dtype (as the reference), computed with pass 0: on the rows of positive weight,
+  // again on the active rows if some of them are not finite.
   at::Tensor z = at::empty({d}, X.options().dtype(at::kDouble));
   int64_t k = -1;
   bool row_wins = false;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, X.scalar_type(), "byzagg_geometric_median", [&] {
     GeometricMedianPasses<scalar_t> passes(X.data_ptr<scalar_t>(), n, d);
     std::vector<double> q(static_cast<size_t>(n), 0.0);
-    const bool z_finite =
-        passes.median_start(positive_rows, positive.data(), z.data_ptr<double>(), q.data(), use.data());
+    passes.median_start(positive_rows, positive.data(), z.data_ptr<double>(), q.data(), use.data());
     double W = 0.0;
     for (int64_t i = 0; i < n; ++i)
       if (use[i]) rows.push_back(i), W += w[i];
     if (rows.empty()) return;
-    if (!z_finite && rows.size() < positive_rows.size()) {  // the median of the active rows
-      z = coordinate_rule(X, rows, 0, core::CoordinateRule::kMedian).to(at::kDouble).contiguous();
-      passes.start(use.data(), z.data_ptr<double>(), q.data(), nullptr);
+    if (rows.size() < positive_rows.size()) {
+      std::vector<uint8_t> finite(static_cast<size_t>(n), 0);
+      passes.median_start(rows, use.data(), z.data_ptr<double>(), q.data(), finite.data());
     }
     if (max_iter <= 0) return;
     k = passes.iterate(use.data(), w.data(), W, eps, max_iter, tol, q.data(), z.data_ptr<double>(), &row_wins);

@@ -2,9 +2,9 @@
 // - centered_clipping: per iteration one pass for the rows' distances to the center
 //   (passes.cuh) and one for the update v <- v + (sum_i scale_i (g_i - v)) / n, rows added
 //   in index order, non-finite rows left out (scale 0);
-// - geometric_median: csrc/core/geometric_median.h's algorithm (the CPU's): the start at
-//   the coordinate-wise median of the rows of positive weight (the coordinate kernel, with a
-//   row mask when weights are given), pass 0 for the distances and the finite rows, then
+// - geometric_median: csrc/core/geometric_median.h's algorithm (the CPU's): a pass for the
+//   finite rows, the start at the coordinate-wise median of the active rows (the coordinate
+//   kernel with a row mask), pass 0 for the distances to it, then
 //   per iteration one fused pass over G (gm_step_kernel) and O(n) scalar steps in one
 //   device thread (candidate row, weights, line search, stop test), a device flag once
 //   converged (the remaining launches return at once), and the data-point check on the row
@@ -58,17 +58,13 @@ struct GeometricMedianState {
   int median_of_active;  // the start is the median of the active rows (the first one is not finite)
 };
 
-// One thread: W, whether any row is active, and whether the start must be the median of
-// the active rows (the median of the rows of positive weight has a non-finite coordinate
-// and some row of positive weight is not finite).
+// One thread: W and whether any row is active.
 __global__ void gm_setup_kernel(const uint8_t* __restrict__ active, const double* __restrict__ w, int64_t n,
-                                const bool* __restrict__ start_finite, GeometricMedianState* state) {
+                                GeometricMedianState* state) {
   double W = 0.0;
-  int64_t active_rows = 0, positive_rows = 0;
-  for (int64_t i = 0; i < n; ++i) {
+  int64_t active_rows = 0;
+  for (int64_t i = 0; i < n; ++i)
     if (active[i]) W += w[i], ++active_rows;
-    if (w[i] > 0) ++positive_rows;
-  }
   state->W = W;
   state->beta_sum = 0.0;
   state->lam = 0.0;
@@ -78,14 +74,6 @@ __global__ void gm_setup_kernel(const uint8_t* __restrict__ active, const double
   state->row_wins = 0;
   state->have_r = 0;
   state->candidate = active_rows > 0 ? 0 : -1;
-  state->median_of_active = !*start_finite && active_rows < positive_rows ? 1 : 0;
-}
-
-// z <- the median of the active rows where the setup asks for it.
-__global__ void gm_choose_start_kernel(double* __restrict__ z, const double* __restrict__ z_active, int64_t d,
-                                       const GeometricMedianState* state) {
-  const int64_t c = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (c < d && state->median_of_active) z[c] = z_active[c];
 }
 
 // One thread: the candidate row (the active row nearest the point the next pass evaluates)
@@ -295,39 +283,24 @@ at::Tensor geometric_median_cuda(const at::Tensor& G, const c10::optional<at::Te
   } else {
     w = at::ones({n}, doubles);
   }
-  // The start: the coordinate-wise median of the rows of positive weight, in G's dtype (as
-  // the reference). Without weights every row takes part, non-finite values ordered as the
-  // median orders them; with weights the rows of weight zero are masked out, and the mask
-  // also skips NaN values (a difference from the CPU's start only where a row of positive
-  // weight has NaN values).
+  // The finite rows (a pass), the active rows; the start: the coordinate-wise median of the
+  // active rows (the coordinate kernel with a row mask), in G's dtype (as the reference);
+  // pass 0: the distances to it.
+  RowTotals start(X);
+  start.run(X, nullptr, RowSum::kSquared, /*root=*/false);
+  const at::Tensor active = at::logical_and(start.finite.to(at::kBool), w > 0).to(at::kByte).contiguous();
   const at::ScalarType acc = X.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  const at::Tensor positive = weights.has_value() ? (w > 0).to(at::kByte).contiguous() : at::Tensor();
-  at::Tensor z = coordinate_rule(X, at::Tensor(), 0, core::CoordinateRule::kMedian, acc, positive)
+  at::Tensor z = coordinate_rule(X, at::Tensor(), 0, core::CoordinateRule::kMedian, acc, active)
                      .to(X.scalar_type())
                      .to(at::kDouble)
                      .contiguous();
-  // Pass 0: the distances to the start and the finite rows; then the active rows.
-  RowTotals start(X);
   start.run(X, z.data_ptr<double>(), RowSum::kSquared, /*root=*/true);
-  const at::Tensor active = at::logical_and(start.finite.to(at::kBool), w > 0).to(at::kByte).contiguous();
-  const at::Tensor start_finite = at::isfinite(z).all();
+  at::Tensor dist = start.total;
   at::Tensor state_bytes =
       at::empty({static_cast<int64_t>(sizeof(GeometricMedianState))}, X.options().dtype(at::kByte));
   auto* state = reinterpret_cast<GeometricMedianState*>(state_bytes.data_ptr<uint8_t>());
-  gm_setup_kernel<<<1, 1, 0, current_stream()>>>(active.data_ptr<uint8_t>(), w.data_ptr<double>(), n,
-                                                 start_finite.data_ptr<bool>(), state);
+  gm_setup_kernel<<<1, 1, 0, current_stream()>>>(active.data_ptr<uint8_t>(), w.data_ptr<double>(), n, state);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  // Where the first median is not finite (setup's flag): the median of the active rows, and
-  // the distances to it. (No host synchronisation: both run, the flag picks.)
-  const at::Tensor z_active = coordinate_rule(X, at::Tensor(), 0, core::CoordinateRule::kMedian, acc, active)
-                                  .to(X.scalar_type())
-                                  .to(at::kDouble)
-                                  .contiguous();
-  gm_choose_start_kernel<<<static_cast<unsigned>(blocks_for(d)), kThreads, 0, current_stream()>>>(
-      z.data_ptr<double>(), z_active.data_ptr<double>(), d, state);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  start.run(X, z.data_ptr<double>(), RowSum::kSquared, /*root=*/true);
-  at::Tensor dist = start.total;
   at::Tensor out = at::empty({d}, X.options());
   if (max_iter <= 0) {  // the start (all NaN when no row is active)
     return at::where(active.any(), z, at::full({}, std::numeric_limits<double>::quiet_NaN(), doubles))
