@@ -355,7 +355,8 @@ def geometric_median(
     for flat objectives; the first best on ties); it stops when a step moves z by at most
     tol * max(eps, sum_i w_i ||z - g_i|| / sum_i w_i). Then one row is a candidate (the
     minimiser is often a data point, where Weiszfeld converges slowly): the row nearest the
-    last iterate whose distances were computed (the first on ties). It is returned if its
+    last iterate whose distances were computed (the first of the rows within a relative
+    1e-9 of the least distance: near ties do not depend on rounding). It is returned if its
     exact objective is at most the final iterate's (up to a relative 1e-12, so that ties, as
     where a whole segment minimises, go to the row).
 

@@ -292,6 +292,16 @@ GM_LINE_STEPS = [2.0 ** (k / 4) for k in range(41)]  # 1 to 1024: the line searc
 # iterate's times 1 + GM_ROW_SLACK: where a whole segment minimises (n = 2, collinear rows)
 # the two differ by rounding only, and the backends must not choose differently on that.
 GM_ROW_SLACK = 1e-12
+# The data-point check's candidate is the first row at most this relative distance farther
+# from the iterate than the nearest: where two rows are (nearly) equally near, as when a
+# whole segment minimises and the iterate sits at its middle, rounding must not choose.
+GM_NEAREST_SLACK = 1e-9
+
+
+def gm_nearest_row(dist):
+    """The first row whose distance is at most the least times 1 + GM_NEAREST_SLACK."""
+    least = float(dist.min().detach())
+    return int(torch.nonzero(dist <= least * (1.0 + GM_NEAREST_SLACK))[0]) if least == least else 0
 
 
 def gm_line_search(q0, b, e, w):
@@ -334,8 +344,8 @@ def geometric_median(X, weights, eps, max_iter, tol):
     dist = torch.sqrt(((P - z) ** 2).sum(dim=1))  # pass 0: exact distances to the start
     for _ in range(max_iter):
         # the candidate row: the one nearest the point this pass evaluates, z + lam s (by the
-        # distances the line search gave; the first on ties)
-        k = int(torch.argmin(dist))
+        # distances the line search gave; the first of those within GM_NEAREST_SLACK)
+        k = gm_nearest_row(dist)
         # one pass: z <- z + lam s; the Weiszfeld point y and the exact ||z - x_i||^2; the
         # step s = y - z, its squared length e and b_i = <z - x_i, s>
         z = z + lam * s

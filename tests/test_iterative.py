@@ -432,6 +432,24 @@ def test_geometric_median_candidate_after_an_early_stop_and_after_max_iter():
         assert not any(torch.equal(op(H, *args), row) for row in H)
 
 
+def test_geometric_median_segment_ties_do_not_depend_on_rounding():
+    """n = 2 (every point of the segment minimises): the iterate stays near the middle, where
+    the two rows are equally near up to rounding; the candidate is the first row within a
+    relative 1e-9 of the nearest, so a translation (other rounding) returns the same row.
+    (Found by test_properties' translation test: 0.5 and 0.125 shifted by 0.125 gave the
+    other row.)"""
+    g = gen(51)
+    cases = [(torch.tensor([[0.5], [0.125]], dtype=torch.float64), torch.tensor([0.125], dtype=torch.float64))]
+    for _ in range(20):
+        G = torch.randint(-64, 65, (2, 3), generator=g).double() / 8
+        cases.append((G, torch.randint(-64, 65, (3,), generator=g).double() / 8))
+    for G, c in cases:
+        for name, fn in geometric_median_both():
+            base = fn(G, None, 1e-8, 100, 1e-7)
+            assert torch.equal(base, G[0]), (name, G.tolist())
+            assert torch.equal(fn(G + c, None, 1e-8, 100, 1e-7), G[0] + c), (name, G.tolist(), c.tolist())
+
+
 ISA_SCRIPT = r"""
 import math, sys, torch
 g = torch.Generator().manual_seed(44)

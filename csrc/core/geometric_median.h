@@ -12,7 +12,8 @@
 //           pass again on the active rows. CUDA finds the finite rows first (a pass).
 //   iteration t = 1..max_iter, ONE pass over G per block of coordinates:
 //           k = the active row of least dist_i (geometric_median_nearest_row, before the
-//           pass: the row nearest the point the pass evaluates, first on ties);
+//           pass: the row nearest the point the pass evaluates; the first of those within
+//           a relative 1e-9 of the least);
 //           z <- z + lam s;  y = sum_i beta_i x_i / sum_i beta_i with
 //           beta_i = w_i / max(eps, dist_i) (geometric_median_weights, before the pass);
 //           q0_i = ||z - x_i||^2 (partials per block);  s <- y - z;  e = ||s||^2;
@@ -137,14 +138,24 @@ BYZAGG_HD bool geometric_median_converged(double lam, double e, const double* w,
 // differently.
 constexpr double kGeometricMedianRowSlack = 1e-12;
 
-// The data-point check's candidate for the next pass: the active row of least dist_i (the
-// distances to the point the pass evaluates), the first on ties; -1 when no row is active.
-// (dist_i is NaN only where z is: then the first active row.)
+// The nearest row wins over rows at most this relative distance farther only if it comes
+// first: where two rows are (nearly) equally near the iterate, as when a whole segment
+// minimises and the iterate sits at its middle, rounding must not choose between them.
+constexpr double kGeometricMedianNearestSlack = 1e-9;
+
+// The data-point check's candidate for the next pass: the first active row whose dist_i (the
+// distances to the point the pass evaluates) is at most the least times
+// 1 + kGeometricMedianNearestSlack; -1 when no row is active. (dist_i is NaN only where z
+// is: then the first active row.)
 template <typename Flag>
 BYZAGG_HD int64_t geometric_median_nearest_row(const double* dist, int64_t n, const Flag* active) {
   int64_t best = -1;
   for (int64_t i = 0; i < n; ++i)
     if (active[i] && (best < 0 || dist[i] < dist[best])) best = i;
+  if (best < 0) return best;
+  const double bound = dist[best] * (1.0 + kGeometricMedianNearestSlack);
+  for (int64_t i = 0; i < best; ++i)
+    if (active[i] && dist[i] <= bound) return i;
   return best;
 }
 

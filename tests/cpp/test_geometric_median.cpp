@@ -23,6 +23,11 @@ int main() {
     const double nans[] = {nan, nan, nan};
     const uint8_t later[] = {0, 1, 1};
     CHECK(core::geometric_median_nearest_row(nans, 3, later) == 1, "all NaN: the first active row");
+    const double near_tie[] = {2.0, 1.0 + 1e-12, 1.0, 1.0 + 1e-6};
+    const uint8_t four[] = {1, 1, 1, 1};
+    CHECK(core::geometric_median_nearest_row(near_tie, 4, four) == 1, "a near tie goes to the first");
+    const double apart[] = {1.0 + 1e-6, 1.0};
+    CHECK(core::geometric_median_nearest_row(apart, 2, four) == 1, "beyond the slack: the nearest");
   }
   {
     // rows on a line at 0, 1, 10 (d = 1), z = 4, s = -2: the objective along z + lam s is
