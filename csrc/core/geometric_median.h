@@ -159,6 +159,11 @@ BYZAGG_HD int64_t geometric_median_nearest_row(const double* dist, int64_t n, co
   return best;
 }
 
+// The check compares objectives rather than testing the first-order optimality condition
+// ||sum_{i != k} w_i (x_k - x_i) / ||x_k - x_i|| || <= w_k: that needs the distances to
+// x_k before a second pass for the vector sum, decides segment ties (equality) by rounding,
+// and would reject a row that beats an iterate not yet converged
+// (benchmarks/results/cpu-issue21-gm.md).
 // Whether the candidate row wins: its exact objective (from the squared distances of the
 // rows to it, summed in double) is at most the objective at the final iterate times
 // 1 + kGeometricMedianRowSlack.
