@@ -346,25 +346,30 @@ def geometric_median(
 ) -> torch.Tensor:
     """Geometric median argmin_z sum_i w_i ||z - g_i|| by smoothed Weiszfeld iterations.
 
-    z starts at the coordinate-wise median of the rows of positive weight (robust: with
-    fewer than half of the rows far away it lies in the box of the others). Each of at most
-    max_iter iterations takes the Weiszfeld step s = y - z to
+    z starts at the coordinate-wise median of the finite rows of positive weight (robust:
+    with fewer than half of the rows far away it lies in the box of the others). Each of at
+    most max_iter iterations
+    takes the Weiszfeld step s = y - z to
     y = sum_i b_i g_i / sum_i b_i, b_i = w_i / max(eps, ||z - g_i||), then goes along it as
     far as is best among the step multiples 2^(k/4), k = 0..40 (1 to 1024: a line search,
     for flat objectives; the first best on ties); it stops when a step moves z by at most
-    tol * max(eps, sum_i w_i ||z - g_i|| / sum_i w_i). Then the rows themselves are
-    candidates: if a row's objective is at most the iterate's (up to a relative 1e-12, so
-    that ties, as where a whole segment minimises, go to the row), the first row of least
-    objective is returned (the minimiser is often a data point, where Weiszfeld converges
-    slowly).
+    tol * max(eps, sum_i w_i ||z - g_i|| / sum_i w_i). Then one row is a candidate (the
+    minimiser is often a data point, where Weiszfeld converges slowly): the row nearest the
+    last iterate whose distances were computed (the first of the rows within a relative
+    1e-9 of the least distance: near ties do not depend on rounding). It is returned if its
+    exact objective is at most the final iterate's (up to a relative 1e-12, so that ties, as
+    where a whole segment minimises, go to the row).
 
     Distances ||z - g_i|| are always sums of squared differences of z and the rows, in
     float64, never expansions of pairwise distances: rows of any magnitude (up to the
     float32 range) cost the others no accuracy. The line search uses
     ||z + lam s - g_i||^2 = q_i + 2 lam <z - g_i, s> + lam^2 ||s||^2 with the three terms
-    from the same pass, and the next pass recomputes the distances at the new z. Cost: the
-    exact pairwise distances (for the data-point check), the coordinate-wise median, and
-    one pass over G per iteration plus two (the start's and the final distances).
+    from the same pass, and the next pass recomputes the distances at the new z; the final
+    iterate's objective is the last pass's exact one plus the line search's change. Cost
+    (native CPU): one pass over G for the coordinate-wise median and the distances to it
+    (two if a row of positive weight is not finite), and one pass per iteration (the last
+    one also gives the candidate row's distances; a stop by tol before max_iter takes one
+    more pass for them). No pairwise distances: O(n d) per pass.
 
     Rows with non-finite values get weight zero; if no row is left with positive weight,
     the result is all NaN.

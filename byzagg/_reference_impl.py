@@ -281,33 +281,47 @@ def mda(X, f):
 # Geometric median: smoothed Weiszfeld with exact distances ||z - x_i|| computed from the
 # rows themselves (never from the pairwise squared distances by an expansion, which cancels
 # catastrophically when rows differ hugely in scale), from the coordinate-wise median, with
-# a line search along each step and a final data-point check. The steps mirror the native
-# kernel (csrc/cpu/iterative.cpp, csrc/core/geometric_median.h): a list of passes
-# over the rows and small O(n) steps between them.
+# a line search along each step and a data-point check on one row. The steps mirror the
+# native kernels (csrc/cpu/iterative.cpp, csrc/cuda/iterative.cu, csrc/core/geometric_median.h):
+# a list of passes over the rows (one per iteration, plus pass 0 at the start) and small
+# O(n) steps between them. No O(n^2 d) work: the data-point check's candidate is the row
+# nearest the last iterate a pass evaluated, and its exact objective comes from that pass.
 
 GM_LINE_STEPS = [2.0 ** (k / 4) for k in range(41)]  # 1 to 1024: the line search's grid
-# A row within this relative difference of the iterate's objective wins the data-point
-# check: where a whole segment minimises (n = 2, collinear rows) the two differ by rounding
-# only, and the backends must not choose differently on that.
+# The candidate row wins the data-point check when its objective is at most the final
+# iterate's times 1 + GM_ROW_SLACK: where a whole segment minimises (n = 2, collinear rows)
+# the two differ by rounding only, and the backends must not choose differently on that.
 GM_ROW_SLACK = 1e-12
+# The data-point check's candidate is the first row at most this relative distance farther
+# from the iterate than the nearest: where two rows are (nearly) equally near, as when a
+# whole segment minimises and the iterate sits at its middle, rounding must not choose.
+GM_NEAREST_SLACK = 1e-9
+
+
+def gm_nearest_row(dist):
+    """The first row whose distance is at most the least times 1 + GM_NEAREST_SLACK."""
+    least = float(dist.min().detach())
+    return int(torch.nonzero(dist <= least * (1.0 + GM_NEAREST_SLACK))[0]) if least == least else 0
 
 
 def gm_line_search(q0, b, e, w):
-    """(lam, dist): the point lam of GM_LINE_STEPS where sum_i w_i ||z + lam s - x_i|| is least
-    (the first on ties), and the distances there, from q0_i = ||z - x_i||^2, b_i = <z - x_i, s>
-    and e = ||s||^2 (all computed directly from the rows). The objective's change from lam = 0
-    is written as rise / (new + old) with rise = 2 lam b + lam^2 e, so a far row (q0 ~ 1e76)
-    contributes its small change exactly rather than a difference of huge numbers."""
-    lam = 1.0
+    """(lam, dist, change): the point lam of GM_LINE_STEPS where sum_i w_i ||z + lam s - x_i||
+    is least (the first on ties), the distances there, and the objective's change from lam = 0
+    to there, from q0_i = ||z - x_i||^2, b_i = <z - x_i, s> and e = ||s||^2 (all computed
+    directly from the rows). The change is written as rise / (new + old) with
+    rise = 2 lam b + lam^2 e, so a far row (q0 ~ 1e76) contributes its small change exactly
+    rather than a difference of huge numbers."""
+    lam, change = 1.0, 0.0
     dist0 = torch.sqrt(q0)
     if e > 0:
         lams = torch.tensor(GM_LINE_STEPS, dtype=torch.float64, device=q0.device).unsqueeze(1)
         rise = 2.0 * lams * b + lams * lams * e
         s = torch.sqrt(torch.clamp(q0 + rise, min=0.0))
         denom = s + dist0
-        change = torch.where(denom > 0, rise / torch.where(denom > 0, denom, 1.0), 0.0)
-        lam = GM_LINE_STEPS[int(torch.argmin((w * change).sum(dim=1)))]
-    return lam, torch.sqrt(torch.clamp(q0 + (2.0 * lam * b + lam * lam * e), min=0.0))
+        changes = (w * torch.where(denom > 0, rise / torch.where(denom > 0, denom, 1.0), 0.0)).sum(dim=1)
+        best = int(torch.argmin(changes))
+        lam, change = GM_LINE_STEPS[best], float(changes[best].detach())
+    return lam, torch.sqrt(torch.clamp(q0 + (2.0 * lam * b + lam * lam * e), min=0.0)), change
 
 
 def geometric_median(X, weights, eps, max_iter, tol):
@@ -318,17 +332,20 @@ def geometric_median(X, weights, eps, max_iter, tol):
     active = torch.nonzero(w > 0).flatten()
     if active.numel() == 0:
         return torch.full((X.shape[1],), math.nan, dtype=X.dtype, device=X.device)
-    P = X[active]
-    w = w[active]
-    z = median(P).to(torch.float64)  # the start: inside the box of any majority of the rows
+    # the start: the coordinate-wise median of the active rows (finite, positive weight)
+    z = median(X[active]).to(torch.float64)
     if max_iter <= 0:
         return z.to(X.dtype)
-    P = P.to(torch.float64)
+    P = X[active].to(torch.float64)
+    w = w[active]
     W = w.sum()
     s = torch.zeros_like(z)
     lam = 0.0
     dist = torch.sqrt(((P - z) ** 2).sum(dim=1))  # pass 0: exact distances to the start
     for _ in range(max_iter):
+        # the candidate row: the one nearest the point this pass evaluates, z + lam s (by the
+        # distances the line search gave; the first of those within GM_NEAREST_SLACK)
+        k = gm_nearest_row(dist)
         # one pass: z <- z + lam s; the Weiszfeld point y and the exact ||z - x_i||^2; the
         # step s = y - z, its squared length e and b_i = <z - x_i, s>
         z = z + lam * s
@@ -340,19 +357,19 @@ def geometric_median(X, weights, eps, max_iter, tol):
         e = float((s * s).sum().detach())  # a step length: the line search picks lam, no gradient
         b = (R * s).sum(dim=1)
         # between passes, O(41 n): the line search, the distances at z + lam s, the stop test
-        lam, dist = gm_line_search(q0, b, e, w)
+        lam, dist, change = gm_line_search(q0, b, e, w)
         if lam * math.sqrt(e) <= tol * max(float((w * dist).sum() / W), eps):
             break
-    # last pass: z <- z + lam s; the exact objectives of z and of the candidate row k (the
-    # least objective by the pairwise squared distances, first on ties): k wins if it is at
-    # least as good, up to GM_ROW_SLACK
-    k = int(torch.argmin((w * torch.sqrt(squared_distances(X[active]))).sum(dim=1)))
-    z = z + lam * s
-    objective = float((w * torch.sqrt(((P - z) ** 2).sum(dim=1))).sum())
-    row_objective = float((w * torch.sqrt(((P - P[k]) ** 2).sum(dim=1))).sum())
+    # the result z + lam s, unless the candidate row's exact objective (from the exact
+    # ||x_k - x_i||^2: in the last pass after max_iter iterations, one more pass after an
+    # earlier stop) is at most the objective there (the last pass's exact objective at z
+    # plus the line search's change) times 1 + GM_ROW_SLACK
+    Rk = P - P[k]
+    objective = float((w * torch.sqrt(q0)).sum()) + change
+    row_objective = float((w * torch.sqrt((Rk * Rk).sum(dim=1))).sum())
     if row_objective <= objective * (1.0 + GM_ROW_SLACK):
         return X[active[k]].clone()
-    return z.to(X.dtype)
+    return (z + lam * s).to(X.dtype)
 
 
 def clipped_step(P: torch.Tensor, finite: torch.Tensor, v: torch.Tensor, tau: float) -> torch.Tensor:

@@ -296,6 +296,160 @@ def test_geometric_median_objective_on_random_hard_cases():
             assert value <= minimum * (1 + 1e-5) + 1e-12, (k, value, minimum)
 
 
+def geometric_median_both():
+    """The native op and the reference, as (name, function) pairs."""
+    return [("native", native("geometric_median")), ("reference", impl.geometric_median)]
+
+
+def test_geometric_median_majority_of_identical_rows_returns_that_row():
+    """More than half of the weight on one point: that point is the geometric median (the
+    data-point check's row, exactly, found without pairwise distances), wherever its
+    copies sit and whatever the others are."""
+    g = gen(45)
+    for dtype in (torch.float32, torch.float64):
+        for n, copies in [(11, 6), (51, 26), (7, 4)]:
+            G = (torch.randn(n, 300, generator=g, dtype=torch.float64) * 5).to(dtype)
+            point = (torch.randn(300, generator=g, dtype=torch.float64)).to(dtype)
+            where = torch.randperm(n, generator=g)[:copies]
+            G[where] = point
+            G[[i for i in range(n) if i not in where.tolist()][0]] += 1e3  # one far outlier
+            for name, fn in geometric_median_both():
+                for args in [(None, 1e-8, 100, 1e-7), (None, 1e-8, 10, 0.0)]:
+                    got = fn(G, *args)
+                    assert torch.equal(got, point), (name, dtype, n, copies, args)
+
+
+def test_geometric_median_returns_a_data_point_that_is_the_optimum_by_symmetry():
+    """Rows c + a_j u_j with unit vectors u_j that sum to zero (two triples at 120 degrees,
+    each in a random plane, random lengths a_j) and c itself: the unit vectors from c
+    cancel, so c is the geometric median, though neither the coordinate-wise median nor the
+    mean is c. The data-point check returns c's row exactly, at any index."""
+    g = gen(46)
+    d = 6
+    for position in (0, 4, 6):
+        c = torch.randn(d, generator=g, dtype=torch.float64)
+        rows = []
+        for _ in range(2):
+            plane, _ = torch.linalg.qr(torch.randn(d, 2, generator=g, dtype=torch.float64))
+            theta = 2 * math.pi * float(torch.rand(1, generator=g))
+            for m in range(3):
+                angle = theta + 2 * math.pi * m / 3
+                u = math.cos(angle) * plane[:, 0] + math.sin(angle) * plane[:, 1]
+                rows.append(c + (0.5 + 3 * float(torch.rand(1, generator=g))) * u)
+        rows.insert(position, c)
+        G = torch.stack(rows)
+        assert not torch.equal(impl.median(G), c)
+        minimum, _ = D.geometric_median_minimum(G)
+        assert D.geometric_median_objective(G, c.tolist()) <= minimum * (1 + 1e-12)
+        for name, fn in geometric_median_both():
+            assert torch.equal(fn(G, None, 1e-8, 100, 1e-7), G[position]), (name, position)
+
+
+def test_geometric_median_optimum_off_the_data_points():
+    """Where the minimiser is no data point (a triangle with every angle under 120 degrees:
+    the Fermat point; random clouds), the result is the iterate, no row, and meets the
+    contract's 1e-5."""
+    g = gen(47)
+    cases = [torch.tensor([[0.0, 0.0], [4.0, 0.0], [1.5, 3.0]], dtype=torch.float64)]
+    cases += [torch.randn(n, d, generator=g, dtype=torch.float64) for n, d in [(9, 5), (20, 40), (51, 200)]]
+    for G in cases:
+        minimum, _ = D.geometric_median_minimum(G)
+        for name, fn in geometric_median_both():
+            z = fn(G, None, 1e-8, 100, 1e-7)
+            assert not any(torch.equal(z, row) for row in G), name
+            assert D.geometric_median_objective(G, z.tolist()) <= minimum * (1 + 1e-5), (name, G.shape)
+
+
+def test_geometric_median_contract_with_outliers_float32():
+    """n = 51 with 12 rows far away and some at 1e30, float32: within a relative 1e-5 of the
+    minimum (up to the float32 rounding of the result) after the default iterations, and
+    native and reference agree."""
+    g = gen(48)
+    G = torch.randn(51, 500, generator=g)
+    G[:8] += 100.0
+    G[8:12] = 1e30
+    op = native("geometric_median")
+    minimum, _ = D.geometric_median_minimum(G.double())
+    for name, fn in geometric_median_both():
+        z = fn(G, None, 1e-8, 100, 1e-7)
+        value = D.geometric_median_objective(G.double(), z.double().tolist())
+        assert value <= minimum * (1 + 1e-5 + 1e-6), (name, value, minimum)
+    assert_close(op(G, None, 1e-8, 100, 1e-7), impl.geometric_median(G, None, 1e-8, 100, 1e-7), torch.float32,
+                 "outliers", ITERATIVE_TOL[torch.float32])
+
+
+def test_geometric_median_non_finite_rows_and_the_start():
+    """Non-finite rows get weight zero: the result is the geometric median of the others,
+    natively as in the reference, with any number of them (here also more than half of the
+    rows, NaN or infinite in one coordinate). The start is the coordinate-wise median of the
+    finite rows (the native CPU kernel takes its fused start pass twice then)."""
+    g = gen(49)
+    for bad in (math.nan, math.inf, -math.inf):
+        for nonfinite in (2, 4):  # 4 of 7: more than half
+            G = torch.randn(7, 40, generator=g, dtype=torch.float64)
+            G[:nonfinite, 3] = bad
+            w = torch.rand(7, generator=g, dtype=torch.float64) + 0.2
+            finite = G[nonfinite:]
+            for weights in (None, w):
+                ws = None if weights is None else weights[nonfinite:]
+                minimum, _ = D.geometric_median_minimum(finite, None if ws is None else ws.tolist())
+                results = {}
+                for name, fn in geometric_median_both():
+                    for args in [(weights, 1e-8, 100, 1e-7), (weights, 1e-8, 4, 0.0)]:
+                        z = fn(G, *args)
+                        assert bool(torch.isfinite(z).all()), (name, bad, nonfinite, args[2])
+                        results[name, args[2]] = z
+                        if args[2] == 100:
+                            value = D.geometric_median_objective(finite, z.tolist(), None if ws is None else ws.tolist())
+                            assert value <= minimum * (1 + 1e-5), (name, bad, nonfinite, value, minimum)
+                for iters in (100, 4):
+                    assert_close(results["native", iters], results["reference", iters], torch.float64,
+                                 f"{bad} x{nonfinite} {iters}", ITERATIVE_TOL[torch.float64])
+                # the start (max_iter 0, the op only): the median of the finite rows
+                start = native("geometric_median")(G, weights, 1e-8, 0, 1e-7)
+                assert torch.equal(start, impl.median(finite)), (bad, nonfinite)
+
+
+def test_geometric_median_candidate_after_an_early_stop_and_after_max_iter():
+    """The data-point check's objective comes from the last iteration's pass after max_iter
+    iterations, from one more pass after a stop by the test: both give the reference's
+    result, and a winning row either way."""
+    g = gen(50)
+    G = torch.randn(9, 2100, generator=g, dtype=torch.float64)
+    w = torch.ones(9, dtype=torch.float64)
+    w[5] = 9.0  # row 5 is the minimiser
+    op = native("geometric_median")
+    for args in [(w, 1e-8, 100, 1e-7), (w, 1e-8, 100, 1e-2), (w, 1e-8, 2, 0.0), (w, 1e-8, 1, 0.0)]:
+        want = impl.geometric_median(G, *args)
+        got = op(G, *args)
+        assert_close(got, want, torch.float64, f"{args[2:]}", ITERATIVE_TOL[torch.float64])
+        if args[2] >= 2:
+            assert torch.equal(got, G[5]) and torch.equal(want, G[5]), args[2:]
+    H = torch.randn(9, 2100, generator=g, dtype=torch.float64)  # the iterate wins
+    for args in [(None, 1e-8, 100, 1e-2), (None, 1e-8, 3, 0.0)]:
+        assert_close(op(H, *args), impl.geometric_median(H, *args), torch.float64, f"{args[2:]}",
+                     ITERATIVE_TOL[torch.float64])
+        assert not any(torch.equal(op(H, *args), row) for row in H)
+
+
+def test_geometric_median_segment_ties_do_not_depend_on_rounding():
+    """n = 2 (every point of the segment minimises): the iterate stays near the middle, where
+    the two rows are equally near up to rounding; the candidate is the first row within a
+    relative 1e-9 of the nearest, so a translation (other rounding) returns the same row.
+    (Found by test_properties' translation test: 0.5 and 0.125 shifted by 0.125 gave the
+    other row.)"""
+    g = gen(51)
+    cases = [(torch.tensor([[0.5], [0.125]], dtype=torch.float64), torch.tensor([0.125], dtype=torch.float64))]
+    for _ in range(20):
+        G = torch.randint(-64, 65, (2, 3), generator=g).double() / 8
+        cases.append((G, torch.randint(-64, 65, (3,), generator=g).double() / 8))
+    for G, c in cases:
+        for name, fn in geometric_median_both():
+            base = fn(G, None, 1e-8, 100, 1e-7)
+            assert torch.equal(base, G[0]), (name, G.tolist())
+            assert torch.equal(fn(G + c, None, 1e-8, 100, 1e-7), G[0] + c), (name, G.tolist(), c.tolist())
+
+
 ISA_SCRIPT = r"""
 import math, sys, torch
 g = torch.Generator().manual_seed(44)

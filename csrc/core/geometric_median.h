@@ -6,28 +6,37 @@
 // positive weight; W = sum w_i):
 //   start   z = the coordinate-wise median of the active rows (robust: with fewer than half
 //           of the rows far away, it lies in the box of the others), s = 0, lam = 0.
-//   pass 0  q_i = ||z - x_i||^2 from the rows; dist_i = sqrt(q_i).
+//   pass 0  q_i = ||z - x_i||^2 from the rows; dist_i = sqrt(q_i). The CPU computes the
+//           start and pass 0 in one pass per block, on the rows of positive weight, with
+//           each row's finiteness: only if one of them is not finite does it take that
+//           pass again on the active rows. CUDA finds the finite rows first (a pass).
 //   iteration t = 1..max_iter, ONE pass over G per block of coordinates:
+//           k = the active row of least dist_i (geometric_median_nearest_row, before the
+//           pass: the row nearest the point the pass evaluates; the first of those within
+//           a relative 1e-9 of the least);
 //           z <- z + lam s;  y = sum_i beta_i x_i / sum_i beta_i with
 //           beta_i = w_i / max(eps, dist_i) (geometric_median_weights, before the pass);
 //           q0_i = ||z - x_i||^2 (partials per block);  s <- y - z;  e = ||s||^2;
-//           b_i = <z - x_i, s> (a second sweep over the block, still in cache).
+//           b_i = <z - x_i, s> (a second sweep over the block, still in cache) and, in the
+//           pass that is the last by max_iter, r_i = ||x_i - x_k||^2 in the same sweep.
 //           Between passes, O(41 m): geometric_median_line_search picks lam among
 //           2^(k/4), k = 0..40, where sum_i w_i sqrt(q0_i + 2 lam b_i + lam^2 e) is least
 //           (first on ties; the change written as rise / (new + old), no difference of
-//           huge numbers) and gives dist_i there; stop once lam sqrt(e) <= tol * max(eps,
-//           sum_i w_i dist_i / W) (geometric_median_converged).
-//   last    one pass: z <- z + lam s, the exact squared distances of the rows to z and to
-//           the candidate row k (geometric_median_candidate_row: the least objective
-//           sum_i w_i sqrt(D_ki) by the pairwise squared distances D, first on ties); k is
-//           returned when its exact objective is at most the iterate's (up to a relative
-//           1e-12: ties go to the row; geometric_median_row_wins).
+//           huge numbers) and gives dist_i there and the objective's change; stop once
+//           lam sqrt(e) <= tol * max(eps, sum_i w_i dist_i / W) (geometric_median_converged).
+//   end     the result is z + lam s, unless the last pass's candidate row k wins the
+//           data-point check: its exact objective sum_i w_i sqrt(r_i) is at most the
+//           objective at z + lam s (the pass's exact sum_i w_i sqrt(q0_i) plus the line
+//           search's change) times 1 + 1e-12 (ties go to the row; geometric_median_row_wins).
+//           After max_iter iterations no further pass is needed; a stop by the test before
+//           takes one pass for r_i.
+// No O(n^2 d) work: the candidate is one row, its objective comes from one O(n d) pass.
 // Every distance is a sum of squared differences of the rows and a vector of their scale:
 // rows of any magnitude up to the float range cost no accuracy to the others (an
 // iteration on coefficients, ||z - x_i||^2 = (Dc)_i - c^T D c / 2, would cancel
 // catastrophically with a row at 1e38). The quadratic q0 + 2 lam b + lam^2 e only serves
-// the line search and the next weights, and is exact at lam = 0; the next pass recomputes
-// q0 from the rows.
+// the line search, the next weights and the final objective's change, and is exact at
+// lam = 0; the next pass recomputes q0 from the rows.
 // The CUDA kernel (csrc/cuda/iterative.cu) runs the same steps, the scalar ones in
 // one device thread.
 #pragma once
@@ -37,7 +46,6 @@
 
 #include "macros.h"
 #include "passes.h"
-#include "selection.h"
 
 namespace byzagg {
 namespace core {
@@ -84,12 +92,14 @@ BYZAGG_HD double geometric_median_weights(const double* w, const double* dist, i
 }
 
 // The line search along the step s from z: q0_i = ||z - x_i||^2, b_i = <z - x_i, s>,
-// e = ||s||^2. Returns lam (1 when e is 0) and writes dist_i = ||z + lam s - x_i|| for the
-// active rows from the quadratic.
+// e = ||s||^2. Returns lam (1 when e is 0), writes dist_i = ||z + lam s - x_i|| for the
+// active rows from the quadratic and *change = the objective's change from z to z + lam s
+// (0 when e is 0).
 template <typename Flag>
 BYZAGG_HD double geometric_median_line_search(const double* q0, const double* b, double e, const double* w, int64_t n,
-                                              const Flag* active, double* dist) {
+                                              const Flag* active, double* dist, double* change_out) {
   double lam = 1.0;
+  *change_out = 0.0;
   if (e > 0) {
     double best = 0.0;
     for (int k = 0; k < kGeometricMedianSteps; ++k) {
@@ -107,6 +117,7 @@ BYZAGG_HD double geometric_median_line_search(const double* q0, const double* b,
         lam = l;
       }
     }
+    *change_out = best;
   }
   for (int64_t i = 0; i < n; ++i)
     if (active[i]) dist[i] = sqrt(max_keep_nan(q0[i] + (2.0 * lam * b[i] + lam * lam * e), 0.0));
@@ -127,17 +138,35 @@ BYZAGG_HD bool geometric_median_converged(double lam, double e, const double* w,
 // differently.
 constexpr double kGeometricMedianRowSlack = 1e-12;
 
-// The data-point check's candidate: the active row of least objective sum_i w_i sqrt(D_ki)
-// (the first on ties), from the pairwise squared distances (float-accumulated for float
-// inputs: it only chooses the candidate, whose objective is then computed exactly).
+// The nearest row wins over rows at most this relative distance farther only if it comes
+// first: where two rows are (nearly) equally near the iterate, as when a whole segment
+// minimises and the iterate sits at its middle, rounding must not choose between them.
+constexpr double kGeometricMedianNearestSlack = 1e-9;
+
+// The data-point check's candidate for the next pass: the first active row whose dist_i (the
+// distances to the point the pass evaluates) is at most the least times
+// 1 + kGeometricMedianNearestSlack; -1 when no row is active. (dist_i is NaN only where z
+// is: then the first active row.)
 template <typename Flag>
-BYZAGG_HD int64_t geometric_median_candidate_row(const double* D, int64_t n, const Flag* active, const double* w) {
-  return least_distance_sum_row(D, n, active, w);
+BYZAGG_HD int64_t geometric_median_nearest_row(const double* dist, int64_t n, const Flag* active) {
+  int64_t best = -1;
+  for (int64_t i = 0; i < n; ++i)
+    if (active[i] && (best < 0 || dist[i] < dist[best])) best = i;
+  if (best < 0) return best;
+  const double bound = dist[best] * (1.0 + kGeometricMedianNearestSlack);
+  for (int64_t i = 0; i < best; ++i)
+    if (active[i] && dist[i] <= bound) return i;
+  return best;
 }
 
+// The check compares objectives rather than testing the first-order optimality condition
+// ||sum_{i != k} w_i (x_k - x_i) / ||x_k - x_i|| || <= w_k: that needs the distances to
+// x_k before a second pass for the vector sum, decides segment ties (equality) by rounding,
+// and would reject a row that beats an iterate not yet converged
+// (benchmarks/results/cpu-issue21-gm.md).
 // Whether the candidate row wins: its exact objective (from the squared distances of the
-// rows to it, summed in double like the iterate's) is at most the iterate's exact objective
-// times 1 + kGeometricMedianRowSlack.
+// rows to it, summed in double) is at most the objective at the final iterate times
+// 1 + kGeometricMedianRowSlack.
 BYZAGG_HD bool geometric_median_row_wins(double row_objective, double objective) {
   return row_objective <= objective * (1.0 + kGeometricMedianRowSlack);
 }

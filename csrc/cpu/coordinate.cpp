@@ -176,6 +176,22 @@ at::Tensor cpu::coordinate_rule(const at::Tensor& G, const std::vector<int64_t>&
   return out.scalar_type() == X.scalar_type() ? out : out.to(X.scalar_type());
 }
 
+template <typename scalar_t>
+void cpu::coordinate_rule_columns(const scalar_t* const* rows, int64_t n, int64_t c0, int64_t c1, int64_t f,
+                                  CoordinateRule rule, at::opmath_type<scalar_t>* out) {
+  std::vector<const scalar_t*> shifted(static_cast<size_t>(n));
+  for (int64_t r = 0; r < n; ++r) shifted[static_cast<size_t>(r)] = rows[r] + c0;
+  coordinate_rule_cpu_kernel<scalar_t>(shifted.data(), n, c1 - c0, f, rule, out);
+}
+template void cpu::coordinate_rule_columns<float>(const float* const*, int64_t, int64_t, int64_t, int64_t,
+                                                  CoordinateRule, float*);
+template void cpu::coordinate_rule_columns<double>(const double* const*, int64_t, int64_t, int64_t, int64_t,
+                                                   CoordinateRule, double*);
+template void cpu::coordinate_rule_columns<c10::Half>(const c10::Half* const*, int64_t, int64_t, int64_t, int64_t,
+                                                      CoordinateRule, float*);
+template void cpu::coordinate_rule_columns<c10::BFloat16>(const c10::BFloat16* const*, int64_t, int64_t, int64_t,
+                                                          int64_t, CoordinateRule, float*);
+
 TORCH_LIBRARY_IMPL(byzagg, CPU, m) {
   m.impl("median", &median_cpu);
   m.impl("trimmed_mean", &trimmed_mean_cpu);

@@ -1,7 +1,10 @@
 // The CPU coordinate-wise kernel, callable from other CPU kernels (Bulyan's last step).
 #pragma once
 
+#include <ATen/OpMathType.h>
 #include <ATen/core/Tensor.h>
+
+#include <cstdint>
 
 #include <vector>
 
@@ -15,6 +18,15 @@ namespace cpu {
 // the number of rows used; requires n - 2f >= 1 for the trimmed mean and Phocas and
 // n - f >= 1 for MeaMed). The result has G's dtype, shape (d,).
 at::Tensor coordinate_rule(const at::Tensor& G, const std::vector<int64_t>& rows, int64_t f, core::CoordinateRule rule);
+
+// The same on the columns [c0, c1) of n rows given by pointers (rows[r][c] is row r's value
+// of column c), into out[0, c1 - c0) in the accumulation type (double for double, float
+// otherwise): for a kernel that fuses the rule with its own work on a block of columns
+// still in cache (the geometric median's start). Inside a parallel region it runs on the
+// calling thread.
+template <typename scalar_t>
+void coordinate_rule_columns(const scalar_t* const* rows, int64_t n, int64_t c0, int64_t c1, int64_t f,
+                             core::CoordinateRule rule, at::opmath_type<scalar_t>* out);
 
 }  // namespace cpu
 }  // namespace byzagg

@@ -1,11 +1,12 @@
 // CPU kernels of the iterative rules, in float64 like the reference
 // (byzagg/_reference_impl.py, whose steps these follow):
 // - geometric_median: smoothed Weiszfeld with exact distances from the rows, from the
-//   coordinate-wise median, a line search along each step and a data-point check
-//   (csrc/core/geometric_median.h). One fused pass over G per iteration (gm_step): per
-//   block of coordinates, the iterate moves by the last step, the Weiszfeld point is formed
-//   from the previous weights together with the rows' squared distances to the iterate, and
-//   then, the block in cache, the rows' products with the new step.
+//   coordinate-wise median, a line search along each step and a data-point check on the
+//   row nearest the last iterate (csrc/core/geometric_median.h). One fused pass over G per
+//   iteration (gm_step): per block of coordinates, the iterate moves by the last step, the
+//   Weiszfeld point is formed from the previous weights together with the rows' squared
+//   distances to the iterate, and then, the block in cache, the rows' products with the new
+//   step and their squared distances to the candidate row.
 // - centered_clipping: v <- v + mean_i clip(g_i - v, tau). Pass 0 finds the non-finite rows
 //   and the distances to the start; each iteration is one fused pass per block of
 //   coordinates: the update from the previous distances, then, while the block is in
@@ -31,7 +32,6 @@
 #include "../core/passes.h"
 #include "coordinate.h"
 #include "coordinate_network.h"
-#include "distances.h"
 #include "iterative_block.h"
 #include "iterative_passes.h"
 
@@ -83,67 +83,122 @@ std::vector<double> weights_or_ones(const c10::optional<at::Tensor>& weights, in
 // ---------------------------------------------------------------------------------------
 // Geometric median: the algorithm and the scalar steps between passes are in
 // csrc/core/geometric_median.h. Host/device split, per call:
-//   D = squared_distances(X) (finiteness, and the data-point check at the end);
-//   z = coordinate-wise median of the active rows; s = 0, lam = 0;
-//   pass 0 (row_sums): q_i = ||z - x_i||^2 -> dist;
-//   per iteration: geometric_median_weights (host) -> pass gm_step (z += lam s, y, q0, s,
-//   e, b) -> block-order sums (host) -> geometric_median_line_search, _converged (host);
-//   last pass: z += lam s, row_sums to z and to the candidate row (chosen before, from D:
-//   geometric_median_candidate_row) -> exact objectives -> geometric_median_row_wins.
+//   one pass per block of coordinates (median_start): z = coordinate-wise median of the rows
+//   of positive weight (coordinate_rule_columns), then, the block in cache, row_sums with
+//   the probe: q_i = ||z - x_i||^2 -> dist, the finite rows -> the active rows; if one of
+//   those rows is not finite, the same pass again on the active rows;
+//   per iteration: geometric_median_nearest_row and geometric_median_weights (host) ->
+//   pass gm_step (z += lam s, y, q0, s, e, b; r in the iteration that is the last by
+//   max_iter) -> block-order sums (host) -> geometric_median_line_search, _converged (host);
+//   end: after an early stop, a row_sums pass for r; the objectives of the last candidate
+//   row and of z + lam s -> geometric_median_row_wins; z += lam s unless the row wins. No
+//   pairwise distances.
 
-// Runs the iteration on z (the start on entry); returns whether the candidate row wins.
 template <typename scalar_t>
-bool geometric_median_kernel(const scalar_t* X, int64_t n, int64_t d, const uint8_t* use, const double* w, double W,
-                             double eps, int64_t max_iter, double tol, int64_t candidate, double* z) {
-  const PassKernels<scalar_t> kernels = pass_kernels<scalar_t>();
-  const core::PassBlocks blocks = core::make_pass_blocks(n, d);
-  const size_t partials = static_cast<size_t>(blocks.count * n);
-  std::vector<double> q0p(partials, 0.0), bp(partials, 0.0), ep(static_cast<size_t>(blocks.count), 0.0);
-  std::vector<double> s(static_cast<size_t>(d), 0.0);
-  std::vector<double> q0(static_cast<size_t>(n), 0.0), b(static_cast<size_t>(n), 0.0);
-  std::vector<double> dist(static_cast<size_t>(n), 0.0), beta(static_cast<size_t>(n), 0.0);
-  auto reduce = [&](const std::vector<double>& parts, std::vector<double>& out) {
-    for (int64_t i = 0; i < n; ++i) out[i] = use[i] ? core::sum_in_block_order(parts.data(), blocks.count, n, i) : 0.0;
-  };
-  // z <- z + lam s, then the exact squared distances to z (pass 0 with lam = 0, and the
-  // last); in the last, also those to the candidate row (its copy in double: `row`).
-  auto distances = [&](double lam, const double* row) {
-    at::parallel_for(0, blocks.count, 1, [&](int64_t begin, int64_t end) {
+class GeometricMedianPasses {
+ public:
+  GeometricMedianPasses(const scalar_t* X, int64_t n, int64_t d)
+      : X_(X),
+        n_(n),
+        d_(d),
+        kernels_(pass_kernels<scalar_t>()),
+        blocks_(core::make_pass_blocks(n, d)),
+        qp_(static_cast<size_t>(blocks_.count * n), 0.0),
+        bp_(static_cast<size_t>(blocks_.count * n), 0.0),
+        rp_(static_cast<size_t>(blocks_.count * n), 0.0),
+        ep_(static_cast<size_t>(blocks_.count), 0.0) {}
+
+  // The start and pass 0 in one pass over G: per block of coordinates, z = the
+  // coordinate-wise median of `rows` (those with use[i]), rounded to G's dtype as the
+  // reference's, then, the block in cache, q_i = ||z - x_i||^2 and finite[i] for those rows.
+  void median_start(const std::vector<int64_t>& rows, const uint8_t* use, double* z, double* q, uint8_t* finite) {
+    using acc_t = at::opmath_type<scalar_t>;
+    std::vector<const scalar_t*> row_ptrs;
+    for (int64_t i : rows) row_ptrs.push_back(X_ + i * d_);
+    const int64_t m = static_cast<int64_t>(rows.size());
+    at::parallel_for(0, blocks_.count, 1, [&](int64_t begin, int64_t end) {
+      std::vector<acc_t> median(static_cast<size_t>(blocks_.columns));
       for (int64_t bl = begin; bl < end; ++bl) {
-        for (int64_t c = blocks.begin(bl); c < blocks.end(bl); ++c) z[c] = z[c] + lam * s[c];
-        kernels.row_sums(X, n, d, use, z, blocks.begin(bl), blocks.end(bl), q0p.data() + bl * n, nullptr);
-        if (row) kernels.row_sums(X, n, d, use, row, blocks.begin(bl), blocks.end(bl), bp.data() + bl * n, nullptr);
+        const int64_t c0 = blocks_.begin(bl), c1 = blocks_.end(bl);
+        coordinate_rule_columns<scalar_t>(row_ptrs.data(), m, c0, c1, 0, core::CoordinateRule::kMedian, median.data());
+        for (int64_t c = c0; c < c1; ++c) z[c] = static_cast<double>(static_cast<scalar_t>(median[c - c0]));
+        kernels_.row_sums(X_, n_, d_, use, z, c0, c1, qp_.data() + bl * n_, bp_.data() + bl * n_);
       }
     });
-    reduce(q0p, q0);
-  };
-  distances(0.0, nullptr);
-  for (int64_t i = 0; i < n; ++i) dist[i] = use[i] ? std::sqrt(q0[i]) : 0.0;
-  double lam = 0.0;
-  for (int64_t t = 0; t < max_iter; ++t) {
-    const double beta_sum = core::geometric_median_weights(w, dist.data(), n, use, eps, beta.data());
-    at::parallel_for(0, blocks.count, 1, [&](int64_t begin, int64_t end) {
-      std::vector<double> y(static_cast<size_t>(blocks.columns));
-      for (int64_t bl = begin; bl < end; ++bl)
-        kernels.gm_step(X, n, d, use, beta.data(), beta_sum, lam, z, s.data(), blocks.begin(bl), blocks.end(bl),
-                        y.data(), q0p.data() + bl * n, bp.data() + bl * n, ep.data() + bl);
-    });
-    reduce(q0p, q0);
-    reduce(bp, b);
-    const double e = core::sum_in_block_order(ep.data(), blocks.count, 1, 0);
-    lam = core::geometric_median_line_search(q0.data(), b.data(), e, w, n, use, dist.data());
-    if (core::geometric_median_converged(lam, e, w, dist.data(), n, use, W, tol, eps)) break;
+    reduce(qp_, use, q);
+    for (int64_t i = 0; i < n_; ++i)
+      finite[i] = use[i] && core::sum_in_block_order(bp_.data(), blocks_.count, n_, i) == 0.0;
   }
-  // The last pass; row k's copy in double (the rows' own values, exactly).
-  std::vector<double> row(static_cast<size_t>(d));
-  for (int64_t c = 0; c < d; ++c) row[c] = static_cast<double>(X[candidate * d + c]);
-  distances(lam, row.data());
-  reduce(bp, b);
-  double objective = 0.0, row_objective = 0.0;
-  for (int64_t i = 0; i < n; ++i)
-    if (use[i]) objective += w[i] * std::sqrt(q0[i]), row_objective += w[i] * std::sqrt(b[i]);
-  return core::geometric_median_row_wins(row_objective, objective);
-}
+
+  // The iterations from z (the start on entry, the result on return unless the row wins),
+  // q the exact squared distances to it. Returns the last candidate row; *row_wins says
+  // whether it is the result.
+  int64_t iterate(const uint8_t* use, const double* w, double W, double eps, int64_t max_iter, double tol,
+                  const double* q, double* z, bool* row_wins) {
+    const int64_t n = n_;
+    std::vector<double> s(static_cast<size_t>(d_), 0.0);
+    std::vector<double> q0(static_cast<size_t>(n), 0.0), b(static_cast<size_t>(n), 0.0), r(static_cast<size_t>(n), 0.0);
+    std::vector<double> dist(static_cast<size_t>(n), 0.0), beta(static_cast<size_t>(n), 0.0);
+    for (int64_t i = 0; i < n; ++i) dist[i] = use[i] ? std::sqrt(q[i]) : 0.0;
+    double lam = 0.0, change = 0.0;
+    int64_t k = 0;
+    bool have_r = false;
+    for (int64_t t = 0; t < max_iter; ++t) {
+      k = core::geometric_median_nearest_row(dist.data(), n, use);
+      // the candidate's squared distances in the pass that is the last by max_iter (an
+      // earlier stop takes one pass for them below)
+      const scalar_t* xk = t == max_iter - 1 ? X_ + k * d_ : nullptr;
+      const double beta_sum = core::geometric_median_weights(w, dist.data(), n, use, eps, beta.data());
+      at::parallel_for(0, blocks_.count, 1, [&](int64_t begin, int64_t end) {
+        std::vector<double> y(static_cast<size_t>(blocks_.columns));
+        for (int64_t bl = begin; bl < end; ++bl)
+          kernels_.gm_step(X_, n, d_, use, beta.data(), beta_sum, lam, z, s.data(), blocks_.begin(bl), blocks_.end(bl),
+                           y.data(), qp_.data() + bl * n, bp_.data() + bl * n, ep_.data() + bl, xk,
+                           rp_.data() + bl * n);
+      });
+      reduce(qp_, use, q0.data());
+      reduce(bp_, use, b.data());
+      if (xk) reduce(rp_, use, r.data()), have_r = true;
+      const double e = core::sum_in_block_order(ep_.data(), blocks_.count, 1, 0);
+      lam = core::geometric_median_line_search(q0.data(), b.data(), e, w, n, use, dist.data(), &change);
+      if (core::geometric_median_converged(lam, e, w, dist.data(), n, use, W, tol, eps)) break;
+    }
+    if (!have_r) {  // stopped early: the candidate's squared distances, from its row in double
+      std::vector<double> row(static_cast<size_t>(d_));
+      at::parallel_for(0, d_, 1 << 14, [&](int64_t begin, int64_t end) {
+        for (int64_t c = begin; c < end; ++c) row[c] = static_cast<double>(X_[k * d_ + c]);
+      });
+      at::parallel_for(0, blocks_.count, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t bl = begin; bl < end; ++bl)
+          kernels_.row_sums(X_, n, d_, use, row.data(), blocks_.begin(bl), blocks_.end(bl), rp_.data() + bl * n,
+                            nullptr);
+      });
+      reduce(rp_, use, r.data());
+    }
+    double objective = 0.0, row_objective = 0.0;
+    for (int64_t i = 0; i < n; ++i)
+      if (use[i]) objective += w[i] * std::sqrt(q0[i]), row_objective += w[i] * std::sqrt(r[i]);
+    *row_wins = core::geometric_median_row_wins(row_objective, objective + change);
+    if (!*row_wins) {
+      at::parallel_for(0, d_, 1 << 14, [&](int64_t begin, int64_t end) {
+        for (int64_t c = begin; c < end; ++c) z[c] = z[c] + lam * s[c];
+      });
+    }
+    return k;
+  }
+
+ private:
+  void reduce(const std::vector<double>& parts, const uint8_t* use, double* out) const {
+    for (int64_t i = 0; i < n_; ++i)
+      out[i] = use[i] ? core::sum_in_block_order(parts.data(), blocks_.count, n_, i) : 0.0;
+  }
+
+  const scalar_t* X_;
+  int64_t n_, d_;
+  PassKernels<scalar_t> kernels_;
+  core::PassBlocks blocks_;
+  std::vector<double> qp_, bp_, rp_, ep_;
+};
 
 at::Tensor geometric_median_cpu(const at::Tensor& G, const c10::optional<at::Tensor>& weights, double eps,
                                 int64_t max_iter, double tol) {
@@ -155,24 +210,34 @@ at::Tensor geometric_median_cpu(const at::Tensor& G, const c10::optional<at::Ten
   const int64_t n = X.size(0), d = X.size(1);
   std::vector<double> w = weights_or_ones(weights, n, "geometric_median");
   for (double v : w) TORCH_CHECK(std::isfinite(v) && v >= 0, "geometric_median: weights must be finite and >= 0");
-  const SquaredDistances sq = squared_distances(X);
-  std::vector<uint8_t> use(static_cast<size_t>(n), 0);
-  std::vector<int64_t> rows;
-  double W = 0.0;
-  for (int64_t i = 0; i < n; ++i) {
-    use[i] = sq.finite[i] && w[i] > 0;
-    if (use[i]) rows.push_back(i), W += w[i];
-  }
-  if (rows.empty()) return at::full({d}, std::numeric_limits<double>::quiet_NaN(), X.options());
-  // The start: the coordinate-wise median of the active rows, in G's dtype (as the reference).
-  at::Tensor z = coordinate_rule(X, rows, 0, core::CoordinateRule::kMedian).to(at::kDouble).contiguous();
-  if (max_iter <= 0) return z.to(X.scalar_type());
-  const int64_t k = core::geometric_median_candidate_row(sq.D2.data(), n, use.data(), w.data());
+  const at::Tensor nan = at::full({d}, std::numeric_limits<double>::quiet_NaN(), X.options());
+  std::vector<uint8_t> positive(static_cast<size_t>(n), 0), use(static_cast<size_t>(n), 0);
+  std::vector<int64_t> positive_rows, rows;
+  for (int64_t i = 0; i < n; ++i)
+    if ((positive[i] = w[i] > 0)) positive_rows.push_back(i);
+  if (positive_rows.empty()) return nan;
+  // The start: the coordinate-wise median of the active rows (finite, positive weight), in
+  // G's dtype (as the reference), computed with pass 0: on the rows of positive weight,
+  // again on the active rows if some of them are not finite.
+  at::Tensor z = at::empty({d}, X.options().dtype(at::kDouble));
+  int64_t k = -1;
   bool row_wins = false;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, X.scalar_type(), "byzagg_geometric_median", [&] {
-    row_wins = geometric_median_kernel<scalar_t>(X.data_ptr<scalar_t>(), n, d, use.data(), w.data(), W, eps, max_iter,
-                                                 tol, k, z.data_ptr<double>());
+    GeometricMedianPasses<scalar_t> passes(X.data_ptr<scalar_t>(), n, d);
+    std::vector<double> q(static_cast<size_t>(n), 0.0);
+    passes.median_start(positive_rows, positive.data(), z.data_ptr<double>(), q.data(), use.data());
+    double W = 0.0;
+    for (int64_t i = 0; i < n; ++i)
+      if (use[i]) rows.push_back(i), W += w[i];
+    if (rows.empty()) return;
+    if (rows.size() < positive_rows.size()) {
+      std::vector<uint8_t> finite(static_cast<size_t>(n), 0);
+      passes.median_start(rows, use.data(), z.data_ptr<double>(), q.data(), finite.data());
+    }
+    if (max_iter <= 0) return;
+    k = passes.iterate(use.data(), w.data(), W, eps, max_iter, tol, q.data(), z.data_ptr<double>(), &row_wins);
   });
+  if (rows.empty()) return nan;
   if (row_wins) return X[k].clone();
   return z.to(X.scalar_type());
 }

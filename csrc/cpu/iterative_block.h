@@ -68,6 +68,38 @@ BYZAGG_PASS_INLINE void store8(double* p, V8d v) { std::memcpy(p, &v, sizeof(v))
 
 BYZAGG_PASS_INLINE double lane_sum(V8d v) { return ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7])); }
 
+// The geometric median's iteration pass works on 4 lanes (a GCC vector of 4 doubles: one
+// ymm or two xmm registers) and keeps every accumulator in a register: GCC keeps an 8-lane
+// accumulator on the stack where the ISA has no 64-byte registers (AVX2), and a loop that
+// stores and reloads halves of it runs several times slower. Lane l of a row sum takes
+// the coordinates c0 + 4k + l; the lanes are added as (l0 + l2) + (l1 + l3), then the
+// tail coordinates (a scalar sum); every ISA runs the same operations.
+typedef double V4d __attribute__((vector_size(32)));
+typedef float V4f __attribute__((vector_size(16)));
+
+template <typename T>
+BYZAGG_PASS_INLINE V4d load4(const T* p) {
+  V4d v;
+  for (int l = 0; l < 4; ++l) v[l] = to_double(p[l]);
+  return v;
+}
+
+BYZAGG_PASS_INLINE V4d load4(const double* p) {
+  V4d v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+BYZAGG_PASS_INLINE V4d load4(const float* p) {
+  V4f v;
+  std::memcpy(&v, p, sizeof(v));
+  return __builtin_convertvector(v, V4d);
+}
+
+BYZAGG_PASS_INLINE void store4(double* p, V4d v) { std::memcpy(p, &v, sizeof(v)); }
+
+BYZAGG_PASS_INLINE double lane_sum4(V4d v) { return (v[0] + v[2]) + (v[1] + v[3]); }
+
 // Software prefetch distance, in elements: the rows are read in chunks of a block's width,
 // a row after the other, which the hardware prefetchers follow poorly.
 constexpr int64_t kPrefetchAhead = 1024;
@@ -77,30 +109,47 @@ BYZAGG_PASS_INLINE void prefetch(const T* p) {
   __builtin_prefetch(p + kPrefetchAhead);
 }
 
-// sum over [c0, c1) of (x - v)^2 (and of x * 0 when Probe): four vector accumulators over
-// 32 columns at a time, then one over 8, then a scalar tail, added in a fixed order.
+// sum over [c0, c1) of (x - v)^2 (and of x * 0 when Probe): four 8-lane accumulators over
+// 32 columns at a time, then one over 8, then a scalar tail, added in a fixed order. Each
+// 8-lane accumulator is kept as two 4-lane halves (V4d, below: registers on every ISA);
+// lane_sum of the 8 lanes is lane_sum4 of the halves' sum, the same operations.
 template <bool Probe, typename T>
 BYZAGG_PASS_INLINE void row_sum(const T* x, const double* v, int64_t c0, int64_t c1, double* sum, double* probe) {
-  const V8d zero = V8d{};
-  V8d a0 = zero, a1 = zero, a2 = zero, a3 = zero, p0 = zero;
+  const V4d zero = V4d{};
+  V4d a0 = zero, a1 = zero, a2 = zero, a3 = zero, a4 = zero, a5 = zero, a6 = zero, a7 = zero;
+  V4d p0 = zero, p1 = zero;
   int64_t c = c0;
   for (; c + 32 <= c1; c += 32) {
     prefetch(x + c);
     prefetch(x + c + 16);
-    const V8d x0 = load8(x + c), x1 = load8(x + c + 8), x2 = load8(x + c + 16), x3 = load8(x + c + 24);
-    const V8d d0 = x0 - load8(v + c), d1 = x1 - load8(v + c + 8);
-    const V8d d2 = x2 - load8(v + c + 16), d3 = x3 - load8(v + c + 24);
-    a0 = a0 + d0 * d0;
-    a1 = a1 + d1 * d1;
+    const V4d x0 = load4(x + c), x1 = load4(x + c + 4), x2 = load4(x + c + 8), x3 = load4(x + c + 12);
+    const V4d x4 = load4(x + c + 16), x5 = load4(x + c + 20), x6 = load4(x + c + 24), x7 = load4(x + c + 28);
+    const V4d d0 = x0 - load4(v + c), d1 = x1 - load4(v + c + 4), d2 = x2 - load4(v + c + 8),
+              d3 = x3 - load4(v + c + 12);
+    const V4d d4 = x4 - load4(v + c + 16), d5 = x5 - load4(v + c + 20), d6 = x6 - load4(v + c + 24),
+              d7 = x7 - load4(v + c + 28);
+    a0 = a0 + d0 * d0;  // lanes 0-3 of the 8-lane accumulator of columns c..c+7
+    a1 = a1 + d1 * d1;  // lanes 4-7
     a2 = a2 + d2 * d2;
     a3 = a3 + d3 * d3;
-    if (Probe) p0 = p0 + ((x0 * zero + x1 * zero) + (x2 * zero + x3 * zero));
+    a4 = a4 + d4 * d4;
+    a5 = a5 + d5 * d5;
+    a6 = a6 + d6 * d6;
+    a7 = a7 + d7 * d7;
+    if (Probe) {
+      p0 = p0 + ((x0 * zero + x2 * zero) + (x4 * zero + x6 * zero));
+      p1 = p1 + ((x1 * zero + x3 * zero) + (x5 * zero + x7 * zero));
+    }
   }
   for (; c + 8 <= c1; c += 8) {
-    const V8d xv = load8(x + c);
-    const V8d diff = xv - load8(v + c);
-    a0 = a0 + diff * diff;
-    if (Probe) p0 = p0 + xv * zero;
+    const V4d x0 = load4(x + c), x1 = load4(x + c + 4);
+    const V4d d0 = x0 - load4(v + c), d1 = x1 - load4(v + c + 4);
+    a0 = a0 + d0 * d0;
+    a1 = a1 + d1 * d1;
+    if (Probe) {
+      p0 = p0 + x0 * zero;
+      p1 = p1 + x1 * zero;
+    }
   }
   double tail = 0.0, tail_probe = 0.0;
   for (; c < c1; ++c) {
@@ -109,8 +158,8 @@ BYZAGG_PASS_INLINE void row_sum(const T* x, const double* v, int64_t c0, int64_t
     tail = tail + diff * diff;
     if (Probe) tail_probe = tail_probe + xv * 0.0;
   }
-  *sum = lane_sum((a0 + a1) + (a2 + a3)) + tail;
-  if (Probe) *probe = lane_sum(p0) + tail_probe;
+  *sum = lane_sum4(((a0 + a2) + (a4 + a6)) + ((a1 + a3) + (a5 + a7))) + tail;
+  if (Probe) *probe = lane_sum4(p0 + p1) + tail_probe;
 }
 
 // sums[i] = sum over [c0, c1) of (x_i - v)^2 for the rows with use[i]; when probe is set,
@@ -412,56 +461,86 @@ BYZAGG_PASS_INLINE void brsgd_scores_impl(const T* X, int64_t n, int64_t d, int6
 
 // The geometric median's iteration pass on [c0, c1) (csrc/core/geometric_median.h):
 // z <- z + lam s; y = (sum_i beta_i x_i) / beta_sum over the rows with use[i] (added in row
-// order) and q0[i] = sum (x_i - z)^2 in the same sweep; s <- y - z and *e = sum s^2; then,
-// the block still in cache, b[i] = sum (z - x_i) s. y: scratch of c1 - c0 doubles.
-template <typename T>
+// order, four rows per sweep: the same order as one at a time) and q0[i] = sum (x_i - z)^2
+// in the same sweep; s <- y - z and *e = sum s^2; then, the block still in cache, two rows
+// per sweep, b[i] = sum (z - x_i) s and, with Candidate, r[i] = sum (x_i - x_k)^2, x_k the
+// candidate row (xk: its full row). y: scratch of c1 - c0 doubles (then x_k's block in
+// double).
+template <bool Candidate, typename T>
 BYZAGG_PASS_INLINE void gm_step_impl(const T* X, int64_t n, int64_t d, const uint8_t* use, const double* beta,
                                      double beta_sum, double lam, double* z, double* s, int64_t c0, int64_t c1,
-                                     double* y, double* q0, double* b, double* e) {
-  const int64_t width = c1 - c0, vec_width = width / 8 * 8, wide = width / 16 * 16;
-  const V8d zero = V8d{};
+                                     double* y, double* q0, double* b, double* e, const T* xk, double* r) {
+  const int64_t width = c1 - c0, vec_width = width / 4 * 4;
+  const V4d zero = V4d{};
   double* zc = z + c0;
   double* sc = s + c0;
   for (int64_t c = 0; c < width; ++c) {
     zc[c] = zc[c] + lam * sc[c];
     y[c] = 0.0;
   }
-  for (int64_t i = 0; i < n; ++i) {
-    if (!use[i]) continue;
-    const T* x = X + i * d + c0;
-    const double bi = beta[i];
-    const V8d bv = zero + bi;
-    V8d a0 = zero, a1 = zero;
+  int64_t rows[4];
+  int k = 0;
+  for (int64_t from = next_rows(use, n, 0, rows, &k); k > 0; from = next_rows(use, n, from, rows, &k)) {
+    const T* x[4];
+    double bi[4];
+    for (int j = 0; j < 4; ++j) {
+      x[j] = X + rows[j < k ? j : 0] * d + c0;
+      bi[j] = beta[rows[j < k ? j : 0]];
+    }
+    V4d a0 = zero, a1 = zero, a2 = zero, a3 = zero;
     int64_t c = 0;
-    for (; c < wide; c += 16) {
-      prefetch(x + c);
-      const V8d x0 = load8(x + c), x1 = load8(x + c + 8);
-      store8(y + c, load8(y + c) + bv * x0);
-      store8(y + c + 8, load8(y + c + 8) + bv * x1);
-      const V8d d0 = x0 - load8(zc + c), d1 = x1 - load8(zc + c + 8);
-      a0 = a0 + d0 * d0;
-      a1 = a1 + d1 * d1;
+    if (k == 4) {
+      const V4d b0 = zero + bi[0], b1 = zero + bi[1], b2 = zero + bi[2], b3 = zero + bi[3];
+      for (; c < vec_width; c += 4) {
+        if ((c & 15) == 0) prefetch(x[0] + c), prefetch(x[1] + c), prefetch(x[2] + c), prefetch(x[3] + c);
+        const V4d zv = load4(zc + c);
+        V4d yv = load4(y + c);
+        const V4d x0 = load4(x[0] + c), x1 = load4(x[1] + c), x2 = load4(x[2] + c), x3 = load4(x[3] + c);
+        yv = yv + b0 * x0;
+        yv = yv + b1 * x1;
+        yv = yv + b2 * x2;
+        yv = yv + b3 * x3;
+        store4(y + c, yv);
+        const V4d d0 = x0 - zv, d1 = x1 - zv, d2 = x2 - zv, d3 = x3 - zv;
+        a0 = a0 + d0 * d0;
+        a1 = a1 + d1 * d1;
+        a2 = a2 + d2 * d2;
+        a3 = a3 + d3 * d3;
+      }
+    } else {
+      for (; c < vec_width; c += 4) {
+        const V4d zv = load4(zc + c);
+        V4d yv = load4(y + c);
+        V4d* acc[4] = {&a0, &a1, &a2, &a3};
+        for (int j = 0; j < k; ++j) {
+          const V4d xv = load4(x[j] + c);
+          yv = yv + (zero + bi[j]) * xv;
+          const V4d dv = xv - zv;
+          *acc[j] = *acc[j] + dv * dv;
+        }
+        store4(y + c, yv);
+      }
     }
-    for (; c < vec_width; c += 8) {
-      const V8d x0 = load8(x + c);
-      store8(y + c, load8(y + c) + bv * x0);
-      const V8d d0 = x0 - load8(zc + c);
-      a0 = a0 + d0 * d0;
-    }
-    double tail = 0.0;
+    double tail[4] = {0.0, 0.0, 0.0, 0.0};
     for (; c < width; ++c) {
-      const double xv = to_double(x[c]);
-      y[c] = y[c] + bi * xv;
-      const double diff = xv - zc[c];
-      tail = tail + diff * diff;
+      double yc = y[c];
+      for (int j = 0; j < k; ++j) {
+        const double xv = to_double(x[j][c]);
+        yc = yc + bi[j] * xv;
+        const double diff = xv - zc[c];
+        tail[j] = tail[j] + diff * diff;
+      }
+      y[c] = yc;
     }
-    q0[i] = lane_sum(a0 + a1) + tail;
+    const V4d acc[4] = {a0, a1, a2, a3};
+    for (int j = 0; j < k; ++j) q0[rows[j]] = lane_sum4(acc[j]) + tail[j];
   }
-  V8d ev = zero;
+  // s, e; then y holds x_k's block in double
+  V4d ev = zero;
   int64_t c = 0;
-  for (; c < vec_width; c += 8) {
-    const V8d sv = load8(y + c) / beta_sum - load8(zc + c);
-    store8(sc + c, sv);
+  for (; c < vec_width; c += 4) {
+    const V4d sv = load4(y + c) / beta_sum - load4(zc + c);
+    store4(sc + c, sv);
     ev = ev + sv * sv;
   }
   double tail_e = 0.0;
@@ -470,20 +549,45 @@ BYZAGG_PASS_INLINE void gm_step_impl(const T* X, int64_t n, int64_t d, const uin
     sc[c] = sv;
     tail_e = tail_e + sv * sv;
   }
-  *e = lane_sum(ev) + tail_e;
-  for (int64_t i = 0; i < n; ++i) {
-    if (!use[i]) continue;
-    const T* x = X + i * d + c0;
-    V8d a0 = zero, a1 = zero;
-    int64_t k = 0;
-    for (; k < wide; k += 16) {
-      a0 = a0 + (load8(zc + k) - load8(x + k)) * load8(sc + k);
-      a1 = a1 + (load8(zc + k + 8) - load8(x + k + 8)) * load8(sc + k + 8);
+  *e = lane_sum4(ev) + tail_e;
+  if (Candidate)
+    for (c = 0; c < width; ++c) y[c] = to_double(xk[c0 + c]);
+  for (int64_t from = next_rows(use, n, 0, rows, &k); k > 0; from = next_rows(use, n, from, rows, &k)) {
+    for (int j = 0; j < k; j += 2) {
+      const bool pair = j + 1 < k;
+      const T* x0 = X + rows[j] * d + c0;
+      const T* x1 = X + rows[pair ? j + 1 : j] * d + c0;
+      V4d p0 = zero, p1 = zero, s0 = zero, s1 = zero;
+      for (c = 0; c < vec_width; c += 4) {
+        const V4d zv = load4(zc + c), sv = load4(sc + c);
+        const V4d u0 = load4(x0 + c), u1 = load4(x1 + c);
+        p0 = p0 + (zv - u0) * sv;
+        p1 = p1 + (zv - u1) * sv;
+        if (Candidate) {
+          const V4d kv = load4(y + c);
+          const V4d d0 = u0 - kv, d1 = u1 - kv;
+          s0 = s0 + d0 * d0;
+          s1 = s1 + d1 * d1;
+        }
+      }
+      double tp0 = 0.0, tp1 = 0.0, ts0 = 0.0, ts1 = 0.0;
+      for (; c < width; ++c) {
+        const double u0 = to_double(x0[c]), u1 = to_double(x1[c]);
+        tp0 = tp0 + (zc[c] - u0) * sc[c];
+        tp1 = tp1 + (zc[c] - u1) * sc[c];
+        if (Candidate) {
+          const double d0 = u0 - y[c], d1 = u1 - y[c];
+          ts0 = ts0 + d0 * d0;
+          ts1 = ts1 + d1 * d1;
+        }
+      }
+      b[rows[j]] = lane_sum4(p0) + tp0;
+      if (Candidate) r[rows[j]] = lane_sum4(s0) + ts0;
+      if (pair) {
+        b[rows[j + 1]] = lane_sum4(p1) + tp1;
+        if (Candidate) r[rows[j + 1]] = lane_sum4(s1) + ts1;
+      }
     }
-    for (; k < vec_width; k += 8) a0 = a0 + (load8(zc + k) - load8(x + k)) * load8(sc + k);
-    double tail = 0.0;
-    for (; k < width; ++k) tail = tail + (zc[k] - to_double(x[k])) * sc[k];
-    b[i] = lane_sum(a0 + a1) + tail;
   }
 }
 
@@ -515,8 +619,13 @@ void brsgd_scores(const T* X, int64_t n, int64_t d, int64_t c0, int64_t c1, doub
 }
 template <typename T>
 void gm_step(const T* X, int64_t n, int64_t d, const uint8_t* use, const double* beta, double beta_sum, double lam,
-             double* z, double* s, int64_t c0, int64_t c1, double* y, double* q0, double* b, double* e) {
-  gm_step_impl(X, n, d, use, beta, beta_sum, lam, z, s, c0, c1, y, q0, b, e);
+             double* z, double* s, int64_t c0, int64_t c1, double* y, double* q0, double* b, double* e, const T* xk,
+             double* r) {
+  if (xk) {
+    gm_step_impl<true>(X, n, d, use, beta, beta_sum, lam, z, s, c0, c1, y, q0, b, e, xk, r);
+  } else {
+    gm_step_impl<false>(X, n, d, use, beta, beta_sum, lam, z, s, c0, c1, y, q0, b, e, xk, r);
+  }
 }
 
 // The block kernels of this translation unit's copy, for element type T.

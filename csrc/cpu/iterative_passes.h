@@ -21,7 +21,8 @@ struct PassKernels {
   void (*brsgd_scores)(const T* X, int64_t n, int64_t d, int64_t c0, int64_t c1, double* scratch, int64_t* score,
                        uint8_t* nonfinite, int64_t* least_finite);
   void (*gm_step)(const T* X, int64_t n, int64_t d, const uint8_t* use, const double* beta, double beta_sum, double lam,
-                  double* z, double* s, int64_t c0, int64_t c1, double* y, double* q0, double* b, double* e);
+                  double* z, double* s, int64_t c0, int64_t c1, double* y, double* q0, double* b, double* e,
+                  const T* xk, double* r);
 };
 
 // The best copy this CPU runs (float, double; the baseline copy for float16 and bfloat16).
