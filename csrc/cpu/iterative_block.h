@@ -328,17 +328,14 @@ BYZAGG_PASS_INLINE void store_as(P* p, Vec v) {
   std::memcpy(p, &v, sizeof(v));
 }
 
-typedef double V4d __attribute__((vector_size(32)));
-typedef float V4f __attribute__((vector_size(16)));
-
 // sum[0, L) += the lanes of v in float64, on 32-byte vectors (a 64-byte vector of doubles
 // would go through the stack on AVX2).
 BYZAGG_PASS_INLINE void add_widened(double* sum, ScoreLanes<float>::V v) {
   const V4f low = __builtin_shufflevector(v, v, 0, 1, 2, 3), high = __builtin_shufflevector(v, v, 4, 5, 6, 7);
-  store_as(sum, load_as<V4d>(sum) + __builtin_convertvector(low, V4d));
-  store_as(sum + 4, load_as<V4d>(sum + 4) + __builtin_convertvector(high, V4d));
+  store4(sum, load4(sum) + __builtin_convertvector(low, V4d));
+  store4(sum + 4, load4(sum + 4) + __builtin_convertvector(high, V4d));
 }
-BYZAGG_PASS_INLINE void add_widened(double* sum, ScoreLanes<double>::V v) { store_as(sum, load_as<V4d>(sum) + v); }
+BYZAGG_PASS_INLINE void add_widened(double* sum, ScoreLanes<double>::V v) { store4(sum, load4(sum) + v); }
 
 // The least C >= m (m itself for double). For float: m is a mean of floats, so |m| <=
 // FLT_MAX and the rounded value is finite (or NaN); one step up where it rounded down.
