@@ -97,22 +97,17 @@ class RunConfig:
         return 0 if self.attack_name in ("none", "honest") else self.f
 
     def __post_init__(self):
-        try:  # one spelling per rule specification; an invalid one is reported by check()
-            object.__setattr__(self, "rule", rules.canonical(self.rule))
-        except ValueError:
-            pass
-        try:
-            object.__setattr__(self, "attack", attacks.canonical(self.attack))
-        except ValueError:
-            pass
-        try:
-            object.__setattr__(self, "optimizer", optimizers.canonical(self.optimizer))
-        except ValueError:
-            pass
-        try:
-            object.__setattr__(self, "split", data.canonical_split(self.split))
-        except ValueError:
-            pass
+        # one spelling per specification; an invalid one is left as given and reported by check()
+        for field, canonical in (
+            ("rule", rules.canonical),
+            ("attack", attacks.canonical),
+            ("optimizer", optimizers.canonical),
+            ("split", data.canonical_split),
+        ):
+            try:
+                object.__setattr__(self, field, canonical(getattr(self, field)))
+            except ValueError:
+                pass
 
     def _lr_tag(self) -> str:
         return f"lr{self.lr:g}" + (f"d{self.lr_decay:g}e{self.lr_decay_every}" if self.lr_decay else "")

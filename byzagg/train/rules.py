@@ -241,9 +241,9 @@ def describe(spec: str, preset: str | None = None) -> dict:
         "params": dict(steps[-1].params),
     }
     if preset is not None:
-        finals = [_resolved_name(steps[-1].name, preset)]
+        final = steps[-1]
         described["effective"] = [effective_params(s.name, dict(s.params)) for s in steps[:-1]] + [
-            effective_params(steps[-1].name, dict(steps[-1].params), finals[0])
+            effective_params(final.name, dict(final.params), _resolved_name(final.name, preset))
         ]
     return described
 
@@ -321,9 +321,7 @@ class OneMinusPKrum:
 
 
 def _final(step: Step, preset: str, seed: int = 0) -> Callable[[torch.Tensor, int], torch.Tensor]:
-    name = PAPER_PRESET_NAMES.get(step.name, step.name) if preset == "paper" else step.name
-    if preset == "paper-text":
-        name = PAPER_TEXT_PRESET_NAMES.get(step.name, step.name)
+    name = _resolved_name(step.name, preset)
     params = dict(step.params)
     if name == "krum_1p":
         return OneMinusPKrum(torch.Generator().manual_seed(40_000 + seed), **params)
