@@ -306,6 +306,31 @@ def value_scale(series) -> tuple[str, dict]:
     return "symlog", {"linthresh": float(10 ** np.floor(np.log10(np.percentile(magnitudes, 10))))}
 
 
+def grid_wall_text(results_dir: Path, results: list[dict]) -> str:
+    """A sentence on a grid's wall time: its invocations' (grid-timing.json) and its runs' own."""
+    runs_s = sum(r["timing"]["wall_s"] for r in results)
+    timing = results_dir / "grid-timing.json"
+    text = f"the {len(results)} runs' own wall times add up to {runs_s / 60:.1f} min ({runs_s / max(len(results), 1):.0f} s a run)"
+    if timing.exists():
+        history = [h for h in json.loads(timing.read_text()) if h.get("ran")]  # not the no-op re-invocations
+        wall = sum(h["wall_s"] for h in history)
+        loads = [h[key][0] for h in history for key in ("loadavg_start", "loadavg_end") if key in h]
+        parts = "; ".join(
+            f"{h['ran']} runs in {h['wall_s'] / 60:.1f} min"
+            + (f" (seeds {h['seeds']})" if h.get("seeds") else "")
+            + (f" (filters {' '.join(h['filters'])})" if h.get("filters") else "")
+            + (" (stopped by hand, timing written by hand)" if h.get("stopped") else "")
+            for h in history
+        )
+        load = f"load average {min(loads):.1f}-{max(loads):.1f} at the recorded starts and ends" if loads else ""
+        text = (
+            f"the invocations' wall times add up to {wall / 60:.1f} min, each at `--jobs 1` (some ran side by side, so "
+            f"less time passed): {parts} ({load}: the 2 cores were shared with other work throughout; "
+            f"`grid-timing.json` has each invocation); " + text
+        )
+    return text
+
+
 def save_figure(fig, path: Path, title: str) -> Path:
     import matplotlib.pyplot as plt
 
@@ -457,10 +482,13 @@ def make_report(results_dir, out_dir: str | Path | None = None, plots: bool = Tr
     first = results_dir if isinstance(results_dir, (str, Path)) else results_dir[0]
     out = Path(out_dir or Path(first) / "report")
     out.mkdir(parents=True, exist_ok=True)
-    from . import brsgd_report  # the BrSGD study (issue 16): its own section and figure
+    from . import adam_report, brsgd_report  # the BrSGD and Adam studies: their own sections and figures
 
     if any(brsgd_report.is_brsgd_study(r) for r in results):
         return brsgd_report.make_report(first, out, plots=plots)
+    if any(adam_report.is_adam_study(r) for r in results):
+        folders = [results_dir] if isinstance(results_dir, (str, Path)) else list(results_dir)
+        return adam_report.make_report(folders, out, plots=plots)
     krum_runs = [r for r in results if krum_report.is_krum_paper(r)]
     if krum_runs:  # the Krum paper's grids: their own table and figures (krum_report.py)
         return _krum_report(results, krum_runs, first, out, plots)
