@@ -331,6 +331,53 @@ def grid_wall_text(results_dir: Path, results: list[dict]) -> str:
     return text
 
 
+def replace_marked(document: str, text: str, begin: str, end: str) -> str:
+    """The document with the part between the markers `begin` and `end` replaced by `text`
+    (appended at the end, between the markers, when it has none): the generated sections
+    of docs/reproduction.md."""
+    block = f"{begin}\n{text.rstrip()}\n{end}\n"
+    if begin in document and end in document:
+        head, _, rest = document.partition(begin)
+        _, _, tail = rest.partition(end)
+        return head + block + tail.lstrip("\n")
+    return document.rstrip("\n") + "\n\n" + block
+
+
+def doc_relative(doc: Path, path: Path) -> Path:
+    """`path` (relative to the working folder) as a link from the markdown file `doc`."""
+    return Path(*([".."] * len(doc.parent.resolve().relative_to(Path.cwd().resolve()).parts))) / path
+
+
+def write_study_report(out: Path, text: str, doc, doc_section, begin: str, end: str) -> dict:
+    """Writes `text` to out/report.md and, with `doc` (a markdown file), replaces the part of
+    it between the markers by doc_section(link) (link: `out` as seen from the doc)."""
+    from .experiment import write_atomic
+
+    write_atomic(out / "report.md", lambda stream: stream.write(text))
+    written = {"out": str(out), "report": str(out / "report.md")}
+    if doc:
+        doc = Path(doc)
+        updated = replace_marked(doc.read_text(), doc_section(doc_relative(doc, out).as_posix()), begin, end)
+        write_atomic(doc, lambda stream: stream.write(updated))
+        written["doc"] = str(doc)
+    return written
+
+
+def study_report_main(argv, module: str, description: str, make_report, study: str, several: bool) -> int:
+    """The command line of a study's report module (``python -m byzagg.train.<module>
+    RESULTS... [--out FOLDER] [--doc FILE] [--no-plots]``)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog=f"python -m byzagg.train.{module}", description=description)
+    parser.add_argument("results", nargs="+" if several else None, help="the grid's folder(s) (run-json/ inside)")
+    parser.add_argument("--out", default=None, help="report folder (default <first results folder>/report)")
+    parser.add_argument("--doc", default=None, help=f"a markdown file whose generated {study} section is replaced")
+    parser.add_argument("--no-plots", action="store_true")
+    args = parser.parse_args(argv)
+    print(json.dumps(make_report(args.results, args.out, args.doc, plots=not args.no_plots)))
+    return 0
+
+
 def save_figure(fig, path: Path, title: str) -> Path:
     import matplotlib.pyplot as plt
 
