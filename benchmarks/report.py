@@ -25,6 +25,18 @@ GM_TARGET = 1.3  # geometric_median: x G.sum(0) per iteration at 10 iterations, 
 CW = ["median", "trimmed_mean", "meamed", "phocas"]
 ITERATIVE = ["geometric_median", "centered_clipping_1", "centered_clipping_3"]
 IMPL_ORDER = ["byzagg", "reference", "byzfl"]
+# issue 21's targets per vector path (float32, 2 threads, ratios within one run): the
+# coordinate-wise rules at the target point in x G.sum(0) on AVX-512 and AVX2; the portable
+# path within PORTABLE_VS_AVX2 of the AVX2 path's time; median and trimmed mean at the
+# long-column points within LONG_TARGET x G.sum(0) on every path
+ISA_TARGETS = {
+    "avx512": {"median": 1.2, "trimmed_mean": 1.2, "meamed": 1.3, "phocas": 1.3},
+    "avx2": {"median": 2.0, "trimmed_mean": 2.0, "meamed": 2.0, "phocas": 2.0},
+}
+PORTABLE_VS_AVX2 = 3.0
+PORTABLE_RULES = CW + ["pairwise_distances", "krum"]
+LONG_COLUMNS = [(101, 10**6), (1001, 10**5)]
+LONG_TARGET = 3.0
 
 
 def run_isa(meta):
@@ -51,14 +63,15 @@ def load(paths):
             t = b["stats"]["min"]
             if e["kind"] == "baseline":
                 pt["base"][e["what"]].append(t)
-            else:
-                pt["cases"][(e["what"], e["kind"])] = dict(e, t=t, rounds=b["stats"]["rounds"])
+            else:  # a case run on a lesser vector path (BYZAGG_CPU_ISA) is kind "byzagg@<isa>"
+                kind = f"{e['kind']}@{e['isa_cap']}" if e.get("isa_cap") else e["kind"]
+                pt["cases"][(e["what"], kind)] = dict(e, t=t, rounds=b["stats"]["rounds"])
         for key, pt in by_point.items():
             pt["base"] = {k: min(v) for k, v in pt["base"].items()}
             pt["run"] = path
             for rec in pt["cases"].values():
                 rec["base"] = pt["base"]  # the baselines of the case's own run
-                rec["isa"] = run_isa(meta)
+                rec["isa"] = rec.get("isa_cap") or run_isa(meta)
             if key in points:  # an earlier file's cases stay unless this run has them too
                 pt["cases"] = {**points[key]["cases"], **pt["cases"]}
             points[key] = pt
@@ -249,6 +262,51 @@ def target_rows(points):
             isa = f" [{rec['isa']}]" if rec.get("isa") else ""
             row(f"{r} <= {lim:g}x G.sum(0) per iteration ({rec['iters']} iterations{setup}){isa}", per <= lim,
                 f"{per:.2f}x")
+    return rows + isa_target_rows(points)
+
+
+def _by_path(pt, what):
+    """{vector path: the case's record} of a rule at one point: its native run and every
+    BYZAGG_CPU_ISA-capped one."""
+    return {
+        rec["isa"]: rec
+        for (w, kind), rec in pt["cases"].items()
+        if w == what and (kind == "byzagg" or kind.startswith("byzagg@")) and rec.get("isa")
+    }
+
+
+def isa_target_rows(points):
+    """Issue 21's targets per vector path (ISA_TARGETS, PORTABLE_VS_AVX2, LONG_TARGET), from
+    the cases each run recorded with its path."""
+    rows = []
+    pt = points.get(TARGET)
+    if pt is not None:
+        for r in CW:
+            for isa, rec in sorted(_by_path(pt, r).items()):
+                s = rec["base"].get("sum")
+                lim = ISA_TARGETS.get(isa, {}).get(r)
+                if lim and s:
+                    ratio = rec["t"] / s
+                    rows.append((f"{r} <= {lim:g}x G.sum(0) [{isa}]", "PASS" if ratio <= lim else "MISS", f"{ratio:.2f}x"))
+        for r in PORTABLE_RULES:
+            paths = _by_path(pt, r)
+            if "generic" in paths and "avx2" in paths:
+                ratio = paths["generic"]["t"] / paths["avx2"]["t"]
+                s = paths["generic"]["base"].get("sum")
+                extra = f" ({paths['generic']['t'] / s:.2f}x G.sum(0))" if s else ""
+                rows.append((f"{r}: portable path <= {PORTABLE_VS_AVX2:g}x the AVX2 path's time", "PASS" if ratio <= PORTABLE_VS_AVX2 else "MISS",
+                             f"{ratio:.2f}x{extra}"))
+    for n, d in LONG_COLUMNS:
+        lp = points.get((n, d))
+        if lp is None:
+            continue
+        for r in ("median", "trimmed_mean"):
+            for isa, rec in sorted(_by_path(lp, r).items()):
+                s = rec["base"].get("sum")
+                if s:
+                    ratio = rec["t"] / s
+                    rows.append((f"{r} at n = {n}, d = {d:.0e} <= {LONG_TARGET:g}x G.sum(0) [{isa}]",
+                                 "PASS" if ratio <= LONG_TARGET else "MISS", f"{ratio:.2f}x"))
     return rows
 
 

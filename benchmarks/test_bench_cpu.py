@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import torch
 
 import byzagg
 import byzagg.reference as reference
+from byzagg import _ops
 from conftest import (
     BYZFL_RULES,
     MEMORY_CAP_BYTES,
@@ -87,10 +89,21 @@ def _timed(benchmark, fn):
     benchmark.pedantic(fn, rounds=rounds, warmup_rounds=1, iterations=iterations)
 
 
-def test_bench(benchmark, case, request):
+@pytest.fixture
+def isa_cap(case, monkeypatch):
+    """BYZAGG_CPU_ISA for the case (read by the native kernels at every call)."""
+    if case.isa:
+        monkeypatch.setenv("BYZAGG_CPU_ISA", case.isa)
+    return case.isa
+
+
+def test_bench(benchmark, case, request, isa_cap):
     n, d = case.n, case.d
     info = benchmark.extra_info
     info.update(n=n, d=d, kind=case.kind, what=case.what, rep=case.rep, threads=torch.get_num_threads())
+    if isa_cap:
+        info["isa_cap"] = isa_cap
+        assert _ops.cpu_isa() == isa_cap, f"BYZAGG_CPU_ISA={isa_cap} not taken: {_ops.cpu_isa()}"
     benchmark.group = f"n={n} d={d:g}"
     if n * d * 4 > MEMORY_CAP_BYTES:
         skip(case, f"memory cap: n*d*4 = {n * d * 4 / 1e9:.1f} GB > {MEMORY_CAP_BYTES / 1e9:g} GB")

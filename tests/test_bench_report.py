@@ -155,3 +155,39 @@ def test_repeated_linear_runs_take_the_least_time(tmp_path):
     assert points[(11, 10**6)]["base"]["sum"] == 1.0
     s, _, _ = report.fit_d(points, "median", "byzagg", report.OUT_OF_CACHE * L3)
     assert s == pytest.approx(1.0, rel=1e-12)
+
+
+def test_targets_per_vector_path(tmp_path):
+    """Issue 21's targets: per path at the target point, the portable path against the AVX2
+    path of the same run, and the long columns; the path comes from the run's backend line
+    or from a case's BYZAGG_CPU_ISA cap."""
+
+    def capped(entry, isa):
+        entry["extra_info"]["isa_cap"] = isa
+        return entry
+
+    n, d = report.TARGET
+    entries = [
+        _entry(n, d, "baseline", "sum", 1.0, family="baseline"),
+        _entry(n, d, "byzagg", "median", 1.9),  # the run's own path: avx2 (backend line)
+        _entry(n, d, "byzagg", "trimmed_mean", 2.5),
+        capped(_entry(n, d, "byzagg", "median", 5.0), "generic"),  # 2.63x the AVX2 time
+        capped(_entry(n, d, "byzagg", "trimmed_mean", 8.0), "generic"),  # 3.2x
+        _entry(1001, 10**5, "baseline", "sum", 0.1, family="baseline"),
+        _entry(1001, 10**5, "byzagg", "median", 0.25),
+        _entry(1001, 10**5, "byzagg", "trimmed_mean", 0.4),
+    ]
+    path = _run(tmp_path, "isa.json", entries, grid="quick")
+    data = json.loads(open(path).read())
+    data["byzagg"]["backend"] = "native CPU (byzagg._C, torch x, vector ISA avx2): median"
+    open(path, "w").write(json.dumps(data))
+    points, _ = report.load([path])
+    rows = {name: (verdict, figure) for name, verdict, figure in report.isa_target_rows(points)}
+    assert rows["median <= 2x G.sum(0) [avx2]"] == ("PASS", "1.90x")
+    assert rows["trimmed_mean <= 2x G.sum(0) [avx2]"] == ("MISS", "2.50x")
+    assert rows["median: portable path <= 3x the AVX2 path's time"] == ("PASS", "2.63x (5.00x G.sum(0))")
+    assert rows["trimmed_mean: portable path <= 3x the AVX2 path's time"][0] == "MISS"
+    assert rows["median at n = 1001, d = 1e+05 <= 3x G.sum(0) [avx2]"] == ("PASS", "2.50x")
+    assert rows["trimmed_mean at n = 1001, d = 1e+05 <= 3x G.sum(0) [avx2]"] == ("MISS", "4.00x")
+    # no AVX-512 case here: no AVX-512 row; the generic path has no ratio target of its own
+    assert not any("[avx512]" in name or "[generic]" in name and "n = 1001" not in name for name in rows)
