@@ -71,7 +71,7 @@ def test_out(benchmark, d, what, k):
     t0 = time.perf_counter()
     fn()
     t = time.perf_counter() - t0
-    rounds = 5 if t > 0.05 else 15
+    rounds = 9 if t > 0.05 else 25
     benchmark.group = f"n={N} d={d:g}"
     benchmark.extra_info.update(
         n=N, d=d, what=what, rep=k, threads=torch.get_num_threads(), load_before=os.getloadavg()
@@ -97,7 +97,8 @@ def report(paths, out):
     meta = []
     for path in paths:
         data = json.load(open(path))
-        meta.append((path, data.get("machine_info", {}).get("cpu", {}).get("brand_raw", "?"), data.get("datetime", "?")))
+        cpu = data.get("machine_info", {}).get("cpu", {}).get("brand_raw", "?")
+        meta.append((os.path.basename(path), cpu, data.get("datetime", "?")))
         for bench in data["benchmarks"]:
             info = bench["extra_info"]
             key = (info["d"], info["what"])
@@ -123,12 +124,20 @@ def report(paths, out):
         read = times[(d, "read")]
         ratios = " | ".join(f"{times[(d, w)] / read:.2f}" if (d, w) in times else "-" for w in whats)
         lines.append(f"| {d:g} | {read * 1e3:.1f} | {ratios} | {min(loads[d]):.1f}-{max(loads[d]):.1f} |")
-    lines += ["", "Log-log slope of time in d (least squares over every d above; 1.0 is linear):", ""]
-    lines += ["| case | slope |", "|---|---|"]
+    # out of cache: G at least 3 times a 32 MB L3 (as the linear sweep's fit)
+    far = [d for d in ds if N * d * 4 >= 3 * 32 * 2**20]
+    lines += [
+        "",
+        "Log-log slope of time in d (least squares; 1.0 is linear), over every d and over the d",
+        "whose G is at least 3x a 32 MB L3 cache:",
+        "",
+    ]
+    lines += [f"| case | slope, d = {ds[0]:g}..{ds[-1]:g} | slope, d = {far[0]:g}..{far[-1]:g} |", "|---|---|---|"]
     for w in ["read", *whats]:
-        pts = [(d, times[(d, w)]) for d in ds if (d, w) in times]
-        if len(pts) >= 2:
-            lines.append(f"| {w} | {slope(pts):.2f} |")
+        every = [(d, times[(d, w)]) for d in ds if (d, w) in times]
+        out_of_cache = [(d, t) for d, t in every if d in far]
+        if len(every) >= 2 and len(out_of_cache) >= 2:
+            lines.append(f"| {w} | {slope(every):.2f} | {slope(out_of_cache):.2f} |")
     big = [d for d in ds if d >= 10**7]
     if big:
         lines += ["", "Cost of a fresh result at d >= 1e7 (fresh / out=, same run):", ""]
