@@ -13,12 +13,15 @@ is shared.
     python -m pytest benchmarks/test_bench_out.py --benchmark-json benchmarks/results/cpu-out.json
     python benchmarks/test_bench_out.py benchmarks/results/cpu-out.json --out benchmarks/results/cpu-out.md
 
+(the report reads .json.gz as well, and takes each case's least time over several files).
+
 Run it with the default allocator (no GLIBC_TUNABLES): that is the point.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import math
 import os
@@ -96,7 +99,8 @@ def report(paths, out):
     times, loads, threads = {}, {}, set()
     meta = []
     for path in paths:
-        data = json.load(open(path))
+        with (gzip.open if path.endswith(".gz") else open)(path, "rt") as fh:
+            data = json.load(fh)
         cpu = data.get("machine_info", {}).get("cpu", {}).get("brand_raw", "?")
         meta.append((os.path.basename(path), cpu, data.get("datetime", "?")))
         for bench in data["benchmarks"]:
