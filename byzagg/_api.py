@@ -18,9 +18,9 @@ from typing import Optional, Sequence, Union
 import torch
 
 from . import _validate as v
-from ._ops import dispatch
+from ._ops import dispatch, dispatch_out
 from ._reference_impl import MDA_MAX_SUBSETS
-from ._rules import RULES, RULES_WITH_F
+from ._rules import BY_NAME, RULES, RULES_WITH_F
 
 Matrix = Union[torch.Tensor, Sequence[torch.Tensor]]
 
@@ -35,13 +35,25 @@ def _reshape_vector(result: torch.Tensor, worker_shape) -> torch.Tensor:
     return result if worker_shape is None else result.reshape(worker_shape)
 
 
-def average(G: Matrix) -> torch.Tensor:
+def _vector(rule: str, op: str, X: torch.Tensor, worker_shape, args: tuple, out, inputs: tuple) -> torch.Tensor:
+    """Run op on the validated X: a new d-vector (the workers' shape for a sequence), or,
+    with out, the result written into out (checked against the caller's tensor inputs
+    `inputs`: G and any tensor parameter) and out returned."""
+    if out is None:
+        return _reshape_vector(dispatch(op, X, *args), worker_shape)
+    v.check_out(rule, out, X, worker_shape, *inputs)
+    return dispatch_out(op, X, *args, out=out)
+
+
+def average(G: Matrix, *, out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Mean of the rows: the baseline every robust rule replaces (not robust).
 
     Non-finite values propagate. Half precision is accumulated in float32.
 
     Args:
         G: (n, d) tensor or sequence of n tensors of one shape.
+        out: a buffer for the result: its shape, G's dtype and device, no memory shared with
+            G (docs/api.md, "out="); the result is written into it and it is returned.
 
     Returns:
         (d,) tensor (the workers' shape for a sequence), G's dtype.
@@ -54,10 +66,10 @@ def average(G: Matrix) -> torch.Tensor:
         tensor([2., 3.])
     """
     X, shape = v.as_matrix("average", G)
-    return _reshape_vector(dispatch("average", X), shape)
+    return _vector("average", "average", X, shape, (), out, (G,))
 
 
-def median(G: Matrix) -> torch.Tensor:
+def median(G: Matrix, *, out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Coordinate-wise median; for even n, the mean of the two middle values.
 
     Values are ordered with NaN last (after +inf). Robust while fewer than half the values
@@ -68,6 +80,8 @@ def median(G: Matrix) -> torch.Tensor:
 
     Args:
         G: (n, d) tensor or sequence of n tensors of one shape.
+        out: a buffer for the result: its shape, G's dtype and device, no memory shared with
+            G (docs/api.md, "out="); the result is written into it and it is returned.
 
     Returns:
         (d,) tensor, G's dtype.
@@ -80,10 +94,10 @@ def median(G: Matrix) -> torch.Tensor:
         tensor([2.])
     """
     X, shape = v.as_matrix("median", G)
-    return _reshape_vector(dispatch("median", X), shape)
+    return _vector("median", "median", X, shape, (), out, (G,))
 
 
-def trimmed_mean(G: Matrix, f: int) -> torch.Tensor:
+def trimmed_mean(G: Matrix, f: int, *, out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Per coordinate, the mean of the values left after dropping the f smallest and the f
     largest.
 
@@ -95,6 +109,8 @@ def trimmed_mean(G: Matrix, f: int) -> torch.Tensor:
     Args:
         G: (n, d) tensor or sequence of n tensors of one shape.
         f: number of Byzantine workers tolerated.
+        out: a buffer for the result: its shape, G's dtype and device, no memory shared with
+            G (docs/api.md, "out="); the result is written into it and it is returned.
 
     Returns:
         (d,) tensor, G's dtype.
@@ -109,10 +125,10 @@ def trimmed_mean(G: Matrix, f: int) -> torch.Tensor:
     """
     X, shape = v.as_matrix("trimmed_mean", G)
     f = v.check_f("trimmed_mean", X.shape[0], f)
-    return _reshape_vector(dispatch("trimmed_mean", X, f), shape)
+    return _vector("trimmed_mean", "trimmed_mean", X, shape, (f,), out, (G,))
 
 
-def meamed(G: Matrix, f: int) -> torch.Tensor:
+def meamed(G: Matrix, f: int, *, out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Mean around the median: per coordinate, the mean of the n - f values nearest the
     median (ties keep the lower values).
 
@@ -121,6 +137,8 @@ def meamed(G: Matrix, f: int) -> torch.Tensor:
     Args:
         G: (n, d) tensor or sequence of n tensors of one shape.
         f: number of Byzantine workers tolerated.
+        out: a buffer for the result: its shape, G's dtype and device, no memory shared with
+            G (docs/api.md, "out="); the result is written into it and it is returned.
 
     Returns:
         (d,) tensor, G's dtype.
@@ -135,10 +153,10 @@ def meamed(G: Matrix, f: int) -> torch.Tensor:
     """
     X, shape = v.as_matrix("meamed", G)
     f = v.check_f("meamed", X.shape[0], f)
-    return _reshape_vector(dispatch("meamed", X, f), shape)
+    return _vector("meamed", "meamed", X, shape, (f,), out, (G,))
 
 
-def phocas(G: Matrix, f: int) -> torch.Tensor:
+def phocas(G: Matrix, f: int, *, out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Per coordinate, the mean of the n - f values nearest the f-trimmed mean (ties keep
     the lower values).
 
@@ -148,6 +166,8 @@ def phocas(G: Matrix, f: int) -> torch.Tensor:
     Args:
         G: (n, d) tensor or sequence of n tensors of one shape.
         f: number of Byzantine workers tolerated.
+        out: a buffer for the result: its shape, G's dtype and device, no memory shared with
+            G (docs/api.md, "out="); the result is written into it and it is returned.
 
     Returns:
         (d,) tensor, G's dtype.
@@ -162,7 +182,7 @@ def phocas(G: Matrix, f: int) -> torch.Tensor:
     """
     X, shape = v.as_matrix("phocas", G)
     f = v.check_f("phocas", X.shape[0], f)
-    return _reshape_vector(dispatch("phocas", X, f), shape)
+    return _vector("phocas", "phocas", X, shape, (f,), out, (G,))
 
 
 def pairwise_distances(G: Matrix, squared: bool = False) -> torch.Tensor:
@@ -226,7 +246,7 @@ def krum_scores(G: Matrix, f: int) -> torch.Tensor:
     return dispatch("krum_scores", X, f)
 
 
-def krum(G: Matrix, f: int, m: int = 1) -> torch.Tensor:
+def krum(G: Matrix, f: int, m: int = 1, *, out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Krum: the mean of the m rows with the lowest Krum scores (m = 1: the selected row).
 
     Ties go to the lower index; a row with a non-finite value is never selected while a
@@ -239,6 +259,8 @@ def krum(G: Matrix, f: int, m: int = 1) -> torch.Tensor:
         G: (n, d) tensor or sequence of n tensors of one shape.
         f: number of Byzantine workers tolerated.
         m: number of rows averaged, 1 <= m <= n - f.
+        out: a buffer for the result: its shape, G's dtype and device, no memory shared with
+            G (docs/api.md, "out="); the result is written into it and it is returned.
 
     Returns:
         (d,) tensor, G's dtype.
@@ -255,10 +277,10 @@ def krum(G: Matrix, f: int, m: int = 1) -> torch.Tensor:
     n = X.shape[0]
     f = v.check_f("krum", n, f)
     m = v.check_m("krum", n, f, m)
-    return _reshape_vector(dispatch("krum", X, f, m), shape)
+    return _vector("krum", "krum", X, shape, (f, m), out, (G,))
 
 
-def multi_krum(G: Matrix, f: int, m: Optional[int] = None) -> torch.Tensor:
+def multi_krum(G: Matrix, f: int, m: Optional[int] = None, *, out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Multi-Krum: krum with m = n - f rows averaged by default.
 
     Source: Blanchard, El Mhamdi, Guerraoui, Stainer, "Machine Learning with Adversaries:
@@ -268,6 +290,8 @@ def multi_krum(G: Matrix, f: int, m: Optional[int] = None) -> torch.Tensor:
         G: (n, d) tensor or sequence of n tensors of one shape.
         f: number of Byzantine workers tolerated.
         m: number of rows averaged, 1 <= m <= n - f (default n - f).
+        out: a buffer for the result: its shape, G's dtype and device, no memory shared with
+            G (docs/api.md, "out="); the result is written into it and it is returned.
 
     Returns:
         (d,) tensor, G's dtype.
@@ -283,10 +307,10 @@ def multi_krum(G: Matrix, f: int, m: Optional[int] = None) -> torch.Tensor:
     n = X.shape[0]
     f = v.check_f("multi_krum", n, f)
     m = v.check_m("multi_krum", n, f, n - f if m is None else m)
-    return _reshape_vector(dispatch("krum", X, f, m), shape)
+    return _vector("multi_krum", "krum", X, shape, (f, m), out, (G,))
 
 
-def bulyan(G: Matrix, f: int) -> torch.Tensor:
+def bulyan(G: Matrix, f: int, *, out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Bulyan: select theta = n - 2f rows by Krum, applied repeatedly to the rows not yet
     selected (scores recomputed on that set, n' - f - 2 neighbours, at least 0); then per
     coordinate the mean of the beta = theta - 2f selected values nearest their median.
@@ -297,6 +321,8 @@ def bulyan(G: Matrix, f: int) -> torch.Tensor:
     Args:
         G: (n, d) tensor or sequence of n tensors of one shape.
         f: number of Byzantine workers tolerated.
+        out: a buffer for the result: its shape, G's dtype and device, no memory shared with
+            G (docs/api.md, "out="); the result is written into it and it is returned.
 
     Returns:
         (d,) tensor, G's dtype.
@@ -310,10 +336,10 @@ def bulyan(G: Matrix, f: int) -> torch.Tensor:
     """
     X, shape = v.as_matrix("bulyan", G)
     f = v.check_f("bulyan", X.shape[0], f)
-    return _reshape_vector(dispatch("bulyan", X, f), shape)
+    return _vector("bulyan", "bulyan", X, shape, (f,), out, (G,))
 
 
-def medoid(G: Matrix) -> torch.Tensor:
+def medoid(G: Matrix, *, out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """The row with the least sum of Euclidean distances to the finite rows, among the
     finite rows (ties to the lower index). If no row is finite, row 0.
 
@@ -322,6 +348,8 @@ def medoid(G: Matrix) -> torch.Tensor:
 
     Args:
         G: (n, d) tensor or sequence of n tensors of one shape.
+        out: a buffer for the result: its shape, G's dtype and device, no memory shared with
+            G (docs/api.md, "out="); the result is written into it and it is returned.
 
     Returns:
         (d,) tensor, G's dtype: one of the rows.
@@ -334,7 +362,7 @@ def medoid(G: Matrix) -> torch.Tensor:
         tensor([1.])
     """
     X, shape = v.as_matrix("medoid", G)
-    return _reshape_vector(dispatch("medoid", X), shape)
+    return _vector("medoid", "medoid", X, shape, (), out, (G,))
 
 
 def geometric_median(
@@ -343,6 +371,8 @@ def geometric_median(
     eps: float = 1e-8,
     max_iter: int = 100,
     tol: float = 1e-7,
+    *,
+    out: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Geometric median argmin_z sum_i w_i ||z - g_i|| by smoothed Weiszfeld iterations.
 
@@ -383,6 +413,8 @@ def geometric_median(
         eps: smoothing, > 0.
         max_iter: most iterations, >= 1.
         tol: relative stopping tolerance, >= 0.
+        out: a buffer for the result: its shape, G's dtype and device, no memory shared with
+            G (docs/api.md, "out="); the result is written into it and it is returned.
 
     Returns:
         (d,) tensor, G's dtype.
@@ -403,10 +435,10 @@ def geometric_median(
     eps = v.check_real("geometric_median", "eps", eps, positive=True)
     max_iter = v.check_int("geometric_median", "max_iter", max_iter, minimum=1)
     tol = v.check_real("geometric_median", "tol", tol, nonnegative=True)
-    return _reshape_vector(dispatch("geometric_median", X, weights, eps, max_iter, tol), shape)
+    return _vector("geometric_median", "geometric_median", X, shape, (weights, eps, max_iter, tol), out, (G, weights))
 
 
-def mda(G: Matrix, f: int) -> torch.Tensor:
+def mda(G: Matrix, f: int, *, out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Minimum-diameter averaging: the mean of the subset of n - f rows whose largest
     pairwise distance is least (exact search; ties to the lexicographically first subset).
 
@@ -416,6 +448,8 @@ def mda(G: Matrix, f: int) -> torch.Tensor:
     Args:
         G: (n, d) tensor or sequence of n tensors of one shape.
         f: number of Byzantine workers tolerated.
+        out: a buffer for the result: its shape, G's dtype and device, no memory shared with
+            G (docs/api.md, "out="); the result is written into it and it is returned.
 
     Returns:
         (d,) tensor, G's dtype.
@@ -437,11 +471,16 @@ def mda(G: Matrix, f: int) -> torch.Tensor:
         raise ValueError(
             f"mda requires C(n, f) <= {MDA_MAX_SUBSETS} subsets, got n={n}, f={f}: C(n, f)={subsets}"
         )
-    return _reshape_vector(dispatch("mda", X, f), shape)
+    return _vector("mda", "mda", X, shape, (f,), out, (G,))
 
 
 def centered_clipping(
-    G: Matrix, tau: float, iters: int = 1, center: Optional[torch.Tensor] = None
+    G: Matrix,
+    tau: float,
+    iters: int = 1,
+    center: Optional[torch.Tensor] = None,
+    *,
+    out: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Centered clipping: v <- v + mean_i clip(g_i - v, tau), repeated iters times from
     v = center (the zero vector if None), with clip(x, tau) = x * min(1, tau / ||x||).
@@ -457,6 +496,8 @@ def centered_clipping(
         iters: iterations, >= 1.
         center: (d,) finite starting point (default zero; the previous aggregate in the
             source).
+        out: a buffer for the result: its shape, G's dtype and device, no memory shared with
+            G (docs/api.md, "out="); the result is written into it and it is returned.
 
     Returns:
         (d,) tensor, G's dtype.
@@ -474,7 +515,7 @@ def centered_clipping(
     iters = v.check_int("centered_clipping", "iters", iters, minimum=1)
     if center is not None:
         center = v.check_vector("centered_clipping", "center", center, X, X.shape[1])
-    return _reshape_vector(dispatch("centered_clipping", X, tau, iters, center), shape)
+    return _vector("centered_clipping", "centered_clipping", X, shape, (tau, iters, center), out, (G, center))
 
 
 def nnm(G: Matrix, f: int) -> torch.Tensor:
@@ -535,7 +576,9 @@ def bucketing(G: Matrix, s: int, generator: Optional[torch.Generator] = None) ->
     return _reshape_rows(dispatch("bucketing", X, s, generator), shape)
 
 
-def brsgd(G: Matrix, beta: float = 0.5, threshold: float = math.inf) -> torch.Tensor:
+def brsgd(
+    G: Matrix, beta: float = 0.5, threshold: float = math.inf, *, out: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """BrSGD: per coordinate, over its finite values, the rows on the side of the
     coordinate mean holding the majority (>= mean is the upper side, which wins ties) score
     1. C2 = the ceil(beta n) rows of highest total score (ties to the lower index);
@@ -549,6 +592,8 @@ def brsgd(G: Matrix, beta: float = 0.5, threshold: float = math.inf) -> torch.Te
         G: (n, d) tensor or sequence of n tensors of one shape.
         beta: fraction of rows kept by score, 0 < beta <= 1.
         threshold: L1 radius around the median, >= 0 (may be inf: no C1 filter).
+        out: a buffer for the result: its shape, G's dtype and device, no memory shared with
+            G (docs/api.md, "out="); the result is written into it and it is returned.
 
     Returns:
         (d,) tensor, G's dtype.
@@ -565,7 +610,7 @@ def brsgd(G: Matrix, beta: float = 0.5, threshold: float = math.inf) -> torch.Te
     if beta > 1:
         raise ValueError(f"brsgd requires 0 < beta <= 1, got beta={beta}")
     threshold = v.check_real("brsgd", "threshold", threshold, nonnegative=True, allow_inf=True)
-    return _reshape_vector(dispatch("brsgd", X, beta, threshold), shape)
+    return _vector("brsgd", "brsgd", X, shape, (beta, threshold), out, (G,))
 
 
 _BY_NAME = {
@@ -595,7 +640,8 @@ def aggregate(name: str, G: Matrix, f: Optional[int] = None, **params) -> torch.
     multi_krum, bulyan, mda, nnm) get it and check their requirement on n and f; the others
     (average, median, medoid, geometric_median, centered_clipping, bucketing, brsgd) have
     no parameter f and ignore it once it is checked to be an int >= 0. Other parameters
-    are passed by keyword.
+    are passed by keyword, out= among them for the rules that return a d-vector (all but nnm
+    and bucketing).
 
     Args:
         name: a rule of byzagg.RULES.
@@ -616,6 +662,8 @@ def aggregate(name: str, G: Matrix, f: Optional[int] = None, **params) -> torch.
     """
     if not isinstance(name, str) or name not in RULES:
         raise ValueError(f"aggregate: unknown rule {name!r}; known rules: {', '.join(RULES)}")
+    if "out" in params and BY_NAME[name].result != "vector":
+        raise TypeError(f"aggregate: rule {name!r} returns rows, not a d-vector, and takes no out=")
     if name in RULES_WITH_F:
         if f is None:
             raise TypeError(f"aggregate: rule {name!r} needs f (the number of Byzantine workers tolerated)")

@@ -25,7 +25,15 @@ def _fake(result):
     return fake
 
 
-def register(names) -> None:
-    """Register the fake kernel of each op in `names` (the ops with a schema)."""
+def _fake_out(G, *args, out):
+    """The out= overloads (csrc/out.h) write into out and return nothing."""
+    return None
+
+
+def register(names, out_names=()) -> None:
+    """Register the fake kernel of each op in `names` (the ops with a schema) and of the
+    out= overload of each op in `out_names`."""
     for name in names:
         torch.library.register_fake(f"byzagg::{name}", _fake(OPS[name]))
+    for name in out_names:
+        torch.library.register_fake(f"byzagg::{name}.out", _fake_out)

@@ -17,7 +17,7 @@ import torch
 import contextlib
 import threading
 
-from ._reference_impl import IMPLEMENTATIONS
+from ._reference_impl import IMPLEMENTATIONS, OUT_IMPLEMENTATIONS
 
 _BUILD_INFO_PATH = Path(__file__).with_name("_build_info.json")
 
@@ -60,12 +60,19 @@ def _ops_with_schema() -> list[str]:
     return names
 
 
+def _ops_with_out(names) -> list[str]:
+    """The ops of `names` whose schema has an out= overload, "<op>.out(..., *, Tensor(a!)
+    out) -> ()" (csrc/out.h)."""
+    return [name for name in names if "out" in getattr(torch.ops.byzagg, name).overloads()]
+
+
 NATIVE_LOADED, LOAD_STATUS = _load_extension()
 SCHEMA_OPS = _ops_with_schema() if NATIVE_LOADED else []
+OUT_OPS = _ops_with_out(SCHEMA_OPS) if NATIVE_LOADED else []
 if NATIVE_LOADED:
     from . import _autograd, _fake
 
-    _fake.register(SCHEMA_OPS)
+    _fake.register(SCHEMA_OPS, OUT_OPS)
     _autograd.register(SCHEMA_OPS)
 BUILD_INFO = _read_build_info()
 
@@ -83,6 +90,15 @@ def native_ops(device_type: str) -> list[str]:
 # Looked up once, at import: resolve() must stay a plain dict lookup, which torch.compile
 # traces without a graph break.
 _NATIVE = {device_type: frozenset(native_ops(device_type)) for device_type in _DISPATCH_KEYS}
+# The ops whose out= overload has a kernel for the device type.
+_NATIVE_OUT = {
+    device_type: frozenset(
+        name
+        for name in OUT_OPS
+        if torch._C._dispatch_has_kernel_for_dispatch_key(f"byzagg::{name}.out", _DISPATCH_KEYS[device_type])
+    )
+    for device_type in _DISPATCH_KEYS
+}
 
 
 def _has_native(name: str, device_type: str) -> bool:
@@ -102,6 +118,24 @@ def resolve(name: str, G: torch.Tensor):
 def dispatch(name: str, G: torch.Tensor, *args):
     """Run op `name` on the validated (n, d) matrix G: every public function ends here."""
     return resolve(name, G)(G, *args)
+
+
+def dispatch_out(name: str, G: torch.Tensor, *args, out: torch.Tensor) -> torch.Tensor:
+    """Run op `name` on G writing its d-vector into `out` (checked by _validate.check_out;
+    the result's shape, maybe the workers'), and return out. The native out= kernel writes
+    straight into out's memory when out can be seen as a (d,) vector; the reference writes
+    in place where it can (average), else its result is copied into out."""
+    reference = _reference_calls and getattr(_THREAD, "reference_only", False)
+    vector = out.view(-1) if out.dim() == 1 or out.is_contiguous() else None
+    if vector is not None and not reference and name in _NATIVE_OUT.get(G.device.type, ()):
+        getattr(torch.ops.byzagg, name).out(G, *args, out=vector)
+        return out
+    impl = resolve(name, G)
+    if vector is not None and impl is IMPLEMENTATIONS[name] and name in OUT_IMPLEMENTATIONS:
+        OUT_IMPLEMENTATIONS[name](G, *args, out=vector)
+        return out
+    out.copy_(impl(G, *args).view(out.shape))
+    return out
 
 
 # byzagg.reference runs byzagg's functions inside reference_only(). The flag is per thread;

@@ -108,6 +108,14 @@ def average(X):
     return X.to(acc_dtype(X.dtype)).mean(dim=0).to(X.dtype)
 
 
+def average_out(X, *, out):
+    """average written into the (d,) tensor out: torch's mean straight into out when X is
+    its own accumulation type (no d-vector allocated), else through it."""
+    if X.dtype == acc_dtype(X.dtype):
+        return torch.mean(X, dim=0, out=out)
+    return out.copy_(average(X))
+
+
 # ----------------------------------------------------------------------------------------
 # Distances: exact sums of squared differences in float64.
 
@@ -425,3 +433,6 @@ def brsgd(X, beta, threshold):
 
 # The reference implementation of every op of the rule table, by op name.
 IMPLEMENTATIONS = {op: globals()[op] for op in _rules.OPS}
+
+# The ops with their own out= form (the others' results are copied into out).
+OUT_IMPLEMENTATIONS = {"average": average_out}

@@ -126,3 +126,66 @@ def check_vector(rule: str, name: str, value, G: torch.Tensor, length: int) -> t
     if not bool(torch.isfinite(value).all()):
         raise ValueError(f"{rule}: {name} must be finite")
     return value.reshape(-1)
+
+
+def _byte_span(t: torch.Tensor) -> tuple[int, int] | None:
+    """[first, last) bytes of memory that t's elements occupy (None when empty)."""
+    if t.numel() == 0:
+        return None
+    last = sum((size - 1) * abs(stride) for size, stride in zip(t.shape, t.stride()))
+    return t.data_ptr(), t.data_ptr() + (last + 1) * t.element_size()
+
+
+def _overlaps_itself(t: torch.Tensor) -> bool:
+    """Whether two elements of t may share an address (e.g. an expanded tensor): checked
+    conservatively, each dimension's stride against the span of the smaller ones."""
+    span = 1
+    for stride, size in sorted((stride, size) for size, stride in zip(t.shape, t.stride()) if size > 1):
+        if stride < span:
+            return True
+        span += (size - 1) * stride
+    return False
+
+
+def check_out(rule: str, out, G: torch.Tensor, worker_shape, *inputs) -> torch.Tensor:
+    """The out= argument of a rule that returns a d-vector (docs/api.md, "out="): a tensor
+    of the result's shape ((d,), or the workers' shape for a sequence; never resized), G's
+    dtype and device, sharing no memory with the inputs (`inputs`: the tensors and
+    sequences of tensors the caller gave), outside autograd as in torch."""
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"{rule}: out must be a tensor, got {type(out).__name__}")
+    shape = (G.shape[1],) if worker_shape is None else tuple(worker_shape)
+    if tuple(out.shape) != shape:
+        raise ValueError(
+            f"{rule}: out must have the result's shape {shape}, got {tuple(out.shape)} (out is never resized)"
+        )
+    if out.dtype != G.dtype:
+        raise TypeError(f"{rule}: out must have G's dtype {G.dtype}, got {out.dtype}")
+    if out.device != G.device:
+        raise ValueError(f"{rule}: out must be on G's device {G.device}, got {out.device}")
+    tensors = []
+    for value in inputs:
+        if isinstance(value, torch.Tensor):
+            tensors.append(value)
+        elif isinstance(value, Sequence):
+            tensors.extend(value)
+    if torch.is_grad_enabled() and (out.requires_grad or any(t.requires_grad for t in tensors)):
+        raise RuntimeError(
+            f"{rule}(): functions with out=... arguments don't support automatic differentiation, "
+            "but one of the arguments requires grad"
+        )
+    # Memory is not known while torch.compile traces (functionalisation orders the writes).
+    if torch.compiler.is_compiling():
+        return out
+    if _overlaps_itself(out):
+        raise ValueError(f"{rule}: out has elements that share memory (e.g. an expanded tensor); give a plain buffer")
+    span = _byte_span(out)
+    for t in tensors:
+        other = _byte_span(t)
+        if t.device != out.device or span is None or other is None:
+            continue
+        if span[0] < other[1] and other[0] < span[1]:
+            raise ValueError(
+                f"{rule}: out shares memory with an input (G or another tensor argument); give a separate buffer"
+            )
+    return out

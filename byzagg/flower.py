@@ -210,7 +210,8 @@ class Robust(FedAvg):
             raise ValueError("Robust: per-client weights change every round; use weighted=True")
         if dtype is not None and dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
             raise TypeError(f"Robust: dtype must be a floating torch dtype, got {dtype!r}")
-        accepted = set(inspect.signature(_rule_function(rule)).parameters) - {"G", "f"}
+        # out= is left out: each round's result is a new tensor handed to Flower's records
+        accepted = set(inspect.signature(_rule_function(rule)).parameters) - {"G", "f", "out"}
         unknown = sorted(set(params) - accepted)
         if unknown:
             raise TypeError(

@@ -28,6 +28,19 @@ TORCH_LIBRARY(byzagg, m) {
   m.def("centered_clipping(Tensor G, float tau, int iters, Tensor? center) -> Tensor");
   m.def("brsgd(Tensor G, float beta, float threshold) -> Tensor");
   m.def("mda(Tensor G, int f) -> Tensor");
+  // The out= forms of the ops that return a d-vector (csrc/out.h): the result is written
+  // into `out`, a (d,) tensor of G's dtype on G's device that shares no memory with G.
+  m.def("median.out(Tensor G, *, Tensor(a!) out) -> ()");
+  m.def("trimmed_mean.out(Tensor G, int f, *, Tensor(a!) out) -> ()");
+  m.def("meamed.out(Tensor G, int f, *, Tensor(a!) out) -> ()");
+  m.def("phocas.out(Tensor G, int f, *, Tensor(a!) out) -> ()");
+  m.def("krum.out(Tensor G, int f, int m, *, Tensor(a!) out) -> ()");
+  m.def("bulyan.out(Tensor G, int f, *, Tensor(a!) out) -> ()");
+  m.def("medoid.out(Tensor G, *, Tensor(a!) out) -> ()");
+  m.def("geometric_median.out(Tensor G, Tensor? weights, float eps, int max_iter, float tol, *, Tensor(a!) out) -> ()");
+  m.def("centered_clipping.out(Tensor G, float tau, int iters, Tensor? center, *, Tensor(a!) out) -> ()");
+  m.def("brsgd.out(Tensor G, float beta, float threshold, *, Tensor(a!) out) -> ()");
+  m.def("mda.out(Tensor G, int f, *, Tensor(a!) out) -> ()");
   m.def("cpu_isa() -> str", &cpu_isa_name);
   m.def("isa_trace() -> str", &isa_trace);
 }

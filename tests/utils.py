@@ -246,6 +246,13 @@ def call_kwargs(name, f=None, **overrides):
     return {**kwargs, **_rules.BY_NAME[name].sample, **overrides}
 
 
+def op_parameters(name):
+    """The parameters of byzagg.<name> after G that its op takes, in order: all but the
+    keyword-only out= (which the op's out= overload takes)."""
+    parameters = list(inspect.signature(getattr(byzagg, name)).parameters.values())[1:]
+    return [p for p in parameters if p.kind is not inspect.Parameter.KEYWORD_ONLY]
+
+
 def op_args(name, G, f=None, **overrides):
     """The positional arguments after G of torch.ops.byzagg.<op> for the rule table's row
     `name` called as `call_kwargs(name, f, **overrides)`: the public function's parameters
@@ -254,7 +261,7 @@ def op_args(name, G, f=None, **overrides):
     assert name in _rules.OPS, f"{name} is not an op: its row calls {_rules.BY_NAME[name].op}"
     if f is None and takes_f(name):
         f = largest_f(name, G.shape[0])
-    parameters = list(inspect.signature(getattr(byzagg, name)).parameters.values())[1:]
+    parameters = op_parameters(name)
     kwargs = call_kwargs(name, f, **overrides)
     unknown = set(kwargs) - {p.name for p in parameters}
     assert not unknown, f"{name} takes no {sorted(unknown)}"

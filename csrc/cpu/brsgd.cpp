@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "../checks.h"
+#include "../out.h"
 #include "../core/partial_order.h"
 #include "../core/passes.h"
 #include "../core/window.h"
@@ -52,8 +53,10 @@ void even_medians(const scalar_t* X, int64_t n, int64_t d, double* median) {
   });
 }
 
+// Writes the result into `result`, a contiguous (d,) tensor of Xt's dtype (the mean is
+// summed straight into it when that is float64).
 template <typename scalar_t>
-at::Tensor brsgd_kernel(const at::Tensor& Xt, double beta, double threshold) {
+void brsgd_kernel(const at::Tensor& Xt, double beta, double threshold, const at::Tensor& result) {
   const scalar_t* X = Xt.data_ptr<scalar_t>();
   const int64_t n = Xt.size(0), d = Xt.size(1);
   const core::PassBlocks blocks = core::make_pass_blocks(n, d);
@@ -118,10 +121,14 @@ at::Tensor brsgd_kernel(const at::Tensor& Xt, double beta, double threshold) {
       ++chosen_count;
     }
   }
-  if (chosen_count == 0) return (median.defined() ? median : medians()).to(Xt.scalar_type());
+  if (chosen_count == 0) {
+    result.copy_(median.defined() ? median : medians());
+    return;
+  }
 
   // Pass 3: the mean of the chosen rows, summed in row order.
-  at::Tensor mean = at::empty({d}, Xt.options().dtype(at::kDouble));
+  const at::Tensor mean =
+      result.scalar_type() == at::kDouble ? result : at::empty({d}, Xt.options().dtype(at::kDouble));
   double* out = mean.data_ptr<double>();
   const std::vector<double> ones(static_cast<size_t>(n), 1.0);
   at::parallel_for(0, blocks.count, 1, [&](int64_t begin, int64_t end) {
@@ -129,23 +136,34 @@ at::Tensor brsgd_kernel(const at::Tensor& Xt, double beta, double threshold) {
       kernels.combine(X, n, d, chosen.data(), ones.data(), static_cast<double>(chosen_count), blocks.begin(b),
                       blocks.end(b), out);
   });
-  return mean.to(Xt.scalar_type());
+  if (!mean.is_same(result)) result.copy_(mean);
 }
 
-at::Tensor brsgd_cpu(const at::Tensor& G, double beta, double threshold) {
+void brsgd_into(const at::Tensor& G, double beta, double threshold, const at::Tensor& result) {
   check_matrix(G, "brsgd", c10::DeviceType::CPU);
   TORCH_CHECK(beta > 0 && beta <= 1, "brsgd requires 0 < beta <= 1, got beta=", beta);
   TORCH_CHECK(threshold >= 0, "brsgd: threshold must be >= 0, got threshold=", threshold);
   const at::Tensor X = G.contiguous();
-  at::Tensor result;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, X.scalar_type(), "byzagg_brsgd",
-                                  [&] { result = brsgd_kernel<scalar_t>(X, beta, threshold); });
-  return result;
+                                  [&] { brsgd_kernel<scalar_t>(X, beta, threshold, result); });
+}
+
+// The functional op and its out= form (csrc/out.h).
+at::Tensor brsgd_cpu(const at::Tensor& G, double beta, double threshold) {
+  return new_vector(G, "brsgd", c10::DeviceType::CPU,
+                    [&](const at::Tensor& result) { brsgd_into(G, beta, threshold, result); });
+}
+void brsgd_out_cpu(const at::Tensor& G, double beta, double threshold, at::Tensor& out) {
+  write_out(G, out, "brsgd", c10::DeviceType::CPU,
+            [&](const at::Tensor& result) { brsgd_into(G, beta, threshold, result); });
 }
 
 }  // namespace
 }  // namespace cpu
 
-TORCH_LIBRARY_IMPL(byzagg, CPU, m) { m.impl("brsgd", &cpu::brsgd_cpu); }
+TORCH_LIBRARY_IMPL(byzagg, CPU, m) {
+  m.impl("brsgd", &cpu::brsgd_cpu);
+  m.impl("brsgd.out", &cpu::brsgd_out_cpu);
+}
 
 }  // namespace byzagg

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "../checks.h"
+#include "../out.h"
 #include "../core/partial_order.h"
 #include "../core/window.h"
 #include "coordinate.h"
@@ -135,13 +136,24 @@ void coordinate_rule_cpu_kernel(const scalar_t* const* rows, int64_t n, int64_t 
   });
 }
 
-at::Tensor coordinate_rule_cpu(const at::Tensor& G, int64_t f, CoordinateRule rule) {
+void check_coordinate_rule(const at::Tensor& G, int64_t f, CoordinateRule rule) {
   const char* name = core::coordinate_rule_name(rule);
   check_matrix(G, name, c10::DeviceType::CPU);
   check_f_nonnegative(name, G.size(0), f);
   TORCH_CHECK(core::coordinate_rule_accepts(G.size(0), f, rule), name, " requires n > 2f, got n=", G.size(0),
               ", f=", f);
-  return cpu::coordinate_rule(G, {}, f, rule);
+}
+
+// The functional op and its out= form (csrc/out.h).
+at::Tensor coordinate_rule_cpu(const at::Tensor& G, int64_t f, CoordinateRule rule) {
+  check_coordinate_rule(G, f, rule);
+  return new_vector(G, core::coordinate_rule_name(rule), c10::DeviceType::CPU,
+                    [&](const at::Tensor& result) { cpu::coordinate_rule(G, {}, f, rule, result); });
+}
+void coordinate_rule_out_cpu(const at::Tensor& G, int64_t f, CoordinateRule rule, at::Tensor& out) {
+  check_coordinate_rule(G, f, rule);
+  write_out(G, out, core::coordinate_rule_name(rule), c10::DeviceType::CPU,
+            [&](const at::Tensor& result) { cpu::coordinate_rule(G, {}, f, rule, result); });
 }
 
 at::Tensor median_cpu(const at::Tensor& G) { return coordinate_rule_cpu(G, 0, CoordinateRule::kMedian); }
@@ -150,10 +162,23 @@ at::Tensor trimmed_mean_cpu(const at::Tensor& G, int64_t f) {
 }
 at::Tensor meamed_cpu(const at::Tensor& G, int64_t f) { return coordinate_rule_cpu(G, f, CoordinateRule::kMeaMed); }
 at::Tensor phocas_cpu(const at::Tensor& G, int64_t f) { return coordinate_rule_cpu(G, f, CoordinateRule::kPhocas); }
+void median_out_cpu(const at::Tensor& G, at::Tensor& out) {
+  coordinate_rule_out_cpu(G, 0, CoordinateRule::kMedian, out);
+}
+void trimmed_mean_out_cpu(const at::Tensor& G, int64_t f, at::Tensor& out) {
+  coordinate_rule_out_cpu(G, f, CoordinateRule::kTrimmedMean, out);
+}
+void meamed_out_cpu(const at::Tensor& G, int64_t f, at::Tensor& out) {
+  coordinate_rule_out_cpu(G, f, CoordinateRule::kMeaMed, out);
+}
+void phocas_out_cpu(const at::Tensor& G, int64_t f, at::Tensor& out) {
+  coordinate_rule_out_cpu(G, f, CoordinateRule::kPhocas, out);
+}
 
 }  // namespace
 
-at::Tensor cpu::coordinate_rule(const at::Tensor& G, const std::vector<int64_t>& rows, int64_t f, CoordinateRule rule) {
+void cpu::coordinate_rule(const at::Tensor& G, const std::vector<int64_t>& rows, int64_t f, CoordinateRule rule,
+                          const at::Tensor& out) {
   check_matrix(G, core::coordinate_rule_name(rule), c10::DeviceType::CPU);
   const at::Tensor X = G.contiguous();
   const int64_t d = X.size(1);
@@ -161,8 +186,11 @@ at::Tensor cpu::coordinate_rule(const at::Tensor& G, const std::vector<int64_t>&
   const bool window_fits =
       rule == CoordinateRule::kMedian || (rule == CoordinateRule::kMeaMed ? f <= n - 1 : core::n_above_2f(n, f));
   TORCH_CHECK(f >= 0 && window_fits, core::coordinate_rule_name(rule), ": no window of values left, n=", n, ", f=", f);
+  TORCH_CHECK(out.dim() == 1 && out.size(0) == d && out.scalar_type() == X.scalar_type() && out.is_contiguous(),
+              "coordinate_rule: out must be a contiguous (d,) tensor of G's dtype");
   const auto acc_dtype = X.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  at::Tensor out = at::empty({d}, X.options().dtype(acc_dtype));
+  // float and double: the kernel writes into out; half precision: into a float buffer.
+  const at::Tensor acc = out.scalar_type() == acc_dtype ? out : at::empty({d}, X.options().dtype(acc_dtype));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, X.scalar_type(), "byzagg_coordinate_rule_cpu", [&] {
     const scalar_t* base = X.data_ptr<scalar_t>();
     std::vector<const scalar_t*> row_ptrs(static_cast<size_t>(n));
@@ -171,9 +199,16 @@ at::Tensor cpu::coordinate_rule(const at::Tensor& G, const std::vector<int64_t>&
       TORCH_CHECK(row >= 0 && row < X.size(0), "coordinate_rule: row ", row, " out of range");
       row_ptrs[static_cast<size_t>(r)] = base + row * d;
     }
-    coordinate_rule_cpu_kernel<scalar_t>(row_ptrs.data(), n, d, f, rule, out.data_ptr<at::opmath_type<scalar_t>>());
+    coordinate_rule_cpu_kernel<scalar_t>(row_ptrs.data(), n, d, f, rule, acc.data_ptr<at::opmath_type<scalar_t>>());
   });
-  return out.scalar_type() == X.scalar_type() ? out : out.to(X.scalar_type());
+  if (!acc.is_same(out)) out.copy_(acc);
+}
+
+at::Tensor cpu::coordinate_rule(const at::Tensor& G, const std::vector<int64_t>& rows, int64_t f, CoordinateRule rule) {
+  check_matrix(G, core::coordinate_rule_name(rule), c10::DeviceType::CPU);
+  at::Tensor out = at::empty({G.size(1)}, G.options());
+  coordinate_rule(G, rows, f, rule, out);
+  return out;
 }
 
 template <typename scalar_t>
@@ -197,6 +232,10 @@ TORCH_LIBRARY_IMPL(byzagg, CPU, m) {
   m.impl("trimmed_mean", &trimmed_mean_cpu);
   m.impl("meamed", &meamed_cpu);
   m.impl("phocas", &phocas_cpu);
+  m.impl("median.out", &median_out_cpu);
+  m.impl("trimmed_mean.out", &trimmed_mean_out_cpu);
+  m.impl("meamed.out", &meamed_out_cpu);
+  m.impl("phocas.out", &phocas_out_cpu);
 }
 
 }  // namespace byzagg

@@ -16,7 +16,12 @@ namespace cpu {
 // Per coordinate of the rows `rows` of the 2-D tensor G (all rows when empty): order the
 // values (NaN last) and apply `rule` with f (window of n - f for MeaMed/Phocas, where n is
 // the number of rows used; requires n - 2f >= 1 for the trimmed mean and Phocas and
-// n - f >= 1 for MeaMed). The result has G's dtype, shape (d,).
+// n - f >= 1 for MeaMed), written into `out`, a contiguous (d,) tensor of G's dtype (float
+// and double straight from the kernel; half precision through a float buffer).
+void coordinate_rule(const at::Tensor& G, const std::vector<int64_t>& rows, int64_t f, core::CoordinateRule rule,
+                     const at::Tensor& out);
+
+// The same returned in a new (d,) tensor of G's dtype.
 at::Tensor coordinate_rule(const at::Tensor& G, const std::vector<int64_t>& rows, int64_t f, core::CoordinateRule rule);
 
 // The same on the columns [c0, c1) of n rows given by pointers (rows[r][c] is row r's value

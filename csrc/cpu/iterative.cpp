@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "../checks.h"
+#include "../out.h"
 #include "../core/geometric_median.h"
 #include "../core/passes.h"
 #include "coordinate.h"
@@ -200,8 +201,11 @@ class GeometricMedianPasses {
   std::vector<double> qp_, bp_, rp_, ep_;
 };
 
-at::Tensor geometric_median_cpu(const at::Tensor& G, const c10::optional<at::Tensor>& weights, double eps,
-                                int64_t max_iter, double tol) {
+// The iterative rules write their result into `result`, a contiguous (d,) tensor of G's
+// dtype (the iterate itself when that is float64): the functional op and the out= op are
+// made from them (csrc/out.h).
+void geometric_median_into(const at::Tensor& G, const c10::optional<at::Tensor>& weights, double eps, int64_t max_iter,
+                           double tol, const at::Tensor& result) {
   check_matrix(G, "geometric_median", c10::DeviceType::CPU);
   TORCH_CHECK(eps > 0, "geometric_median: eps must be > 0, got eps=", eps);
   TORCH_CHECK(max_iter >= 0, "geometric_median: max_iter must be >= 0, got max_iter=", max_iter);
@@ -210,16 +214,18 @@ at::Tensor geometric_median_cpu(const at::Tensor& G, const c10::optional<at::Ten
   const int64_t n = X.size(0), d = X.size(1);
   std::vector<double> w = weights_or_ones(weights, n, "geometric_median");
   for (double v : w) TORCH_CHECK(std::isfinite(v) && v >= 0, "geometric_median: weights must be finite and >= 0");
-  const at::Tensor nan = at::full({d}, std::numeric_limits<double>::quiet_NaN(), X.options());
   std::vector<uint8_t> positive(static_cast<size_t>(n), 0), use(static_cast<size_t>(n), 0);
   std::vector<int64_t> positive_rows, rows;
   for (int64_t i = 0; i < n; ++i)
     if ((positive[i] = w[i] > 0)) positive_rows.push_back(i);
-  if (positive_rows.empty()) return nan;
+  if (positive_rows.empty()) {
+    result.fill_(std::numeric_limits<double>::quiet_NaN());
+    return;
+  }
   // The start: the coordinate-wise median of the active rows (finite, positive weight), in
   // G's dtype (as the reference), computed with pass 0: on the rows of positive weight,
   // again on the active rows if some of them are not finite.
-  at::Tensor z = at::empty({d}, X.options().dtype(at::kDouble));
+  at::Tensor z = result.scalar_type() == at::kDouble ? result : at::empty({d}, X.options().dtype(at::kDouble));
   int64_t k = -1;
   bool row_wins = false;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, X.scalar_type(), "byzagg_geometric_median", [&] {
@@ -237,9 +243,13 @@ at::Tensor geometric_median_cpu(const at::Tensor& G, const c10::optional<at::Ten
     if (max_iter <= 0) return;
     k = passes.iterate(use.data(), w.data(), W, eps, max_iter, tol, q.data(), z.data_ptr<double>(), &row_wins);
   });
-  if (rows.empty()) return nan;
-  if (row_wins) return X[k].clone();
-  return z.to(X.scalar_type());
+  if (rows.empty()) {
+    result.fill_(std::numeric_limits<double>::quiet_NaN());
+  } else if (row_wins) {
+    result.copy_(X[k]);
+  } else if (!z.is_same(result)) {
+    result.copy_(z);
+  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -279,24 +289,48 @@ void centered_clipping_kernel(const scalar_t* X, int64_t n, int64_t d, double ta
   }
 }
 
-at::Tensor centered_clipping_cpu(const at::Tensor& G, double tau, int64_t iters,
-                                 const c10::optional<at::Tensor>& center) {
+void centered_clipping_into(const at::Tensor& G, double tau, int64_t iters, const c10::optional<at::Tensor>& center,
+                            const at::Tensor& result) {
   check_matrix(G, "centered_clipping", c10::DeviceType::CPU);
   TORCH_CHECK(tau > 0, "centered_clipping: tau must be > 0, got tau=", tau);
   TORCH_CHECK(iters >= 0, "centered_clipping: iters must be >= 0, got iters=", iters);
   const at::Tensor X = G.contiguous();
   const int64_t n = X.size(0), d = X.size(1);
-  at::Tensor v;
+  // v, the iterate: result itself when G is float64.
+  const at::Tensor v = result.scalar_type() == at::kDouble ? result : at::empty({d}, X.options().dtype(at::kDouble));
   if (center.has_value()) {
     TORCH_CHECK(center->numel() == d, "centered_clipping: center must have ", d, " elements, got ", center->numel());
-    v = center->reshape({-1}).to(at::kDouble).contiguous().clone();
+    v.copy_(center->reshape({-1}));
   } else {
-    v = at::zeros({d}, X.options().dtype(at::kDouble));
+    v.zero_();
   }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, X.scalar_type(), "byzagg_centered_clipping", [&] {
     centered_clipping_kernel<scalar_t>(X.data_ptr<scalar_t>(), n, d, tau, iters, v.data_ptr<double>());
   });
-  return v.to(X.scalar_type());
+  if (!v.is_same(result)) result.copy_(v);
+}
+
+constexpr c10::DeviceType kCpu = c10::DeviceType::CPU;
+
+at::Tensor geometric_median_cpu(const at::Tensor& G, const c10::optional<at::Tensor>& weights, double eps,
+                                int64_t max_iter, double tol) {
+  return new_vector(G, "geometric_median", kCpu,
+                    [&](const at::Tensor& result) { geometric_median_into(G, weights, eps, max_iter, tol, result); });
+}
+void geometric_median_out_cpu(const at::Tensor& G, const c10::optional<at::Tensor>& weights, double eps,
+                              int64_t max_iter, double tol, at::Tensor& out) {
+  write_out(G, out, "geometric_median", kCpu,
+            [&](const at::Tensor& result) { geometric_median_into(G, weights, eps, max_iter, tol, result); });
+}
+at::Tensor centered_clipping_cpu(const at::Tensor& G, double tau, int64_t iters,
+                                 const c10::optional<at::Tensor>& center) {
+  return new_vector(G, "centered_clipping", kCpu,
+                    [&](const at::Tensor& result) { centered_clipping_into(G, tau, iters, center, result); });
+}
+void centered_clipping_out_cpu(const at::Tensor& G, double tau, int64_t iters, const c10::optional<at::Tensor>& center,
+                               at::Tensor& out) {
+  write_out(G, out, "centered_clipping", kCpu,
+            [&](const at::Tensor& result) { centered_clipping_into(G, tau, iters, center, result); });
 }
 
 }  // namespace
@@ -305,6 +339,8 @@ at::Tensor centered_clipping_cpu(const at::Tensor& G, double tau, int64_t iters,
 TORCH_LIBRARY_IMPL(byzagg, CPU, m) {
   m.impl("geometric_median", &cpu::geometric_median_cpu);
   m.impl("centered_clipping", &cpu::centered_clipping_cpu);
+  m.impl("geometric_median.out", &cpu::geometric_median_out_cpu);
+  m.impl("centered_clipping.out", &cpu::centered_clipping_out_cpu);
 }
 
 }  // namespace byzagg

@@ -14,6 +14,7 @@
 
 #include "../core/mda.h"
 #include "../checks.h"
+#include "../out.h"
 #include "../core/selection.h"
 #include "../core/window.h"
 #include "coordinate.h"
@@ -107,14 +108,16 @@ void mean_of_row_sets(const scalar_t* X, int64_t d, const std::vector<std::vecto
   });
 }
 
-// (outputs, d) tensor of G's dtype: row o is the mean of the rows sets[o] of X.
-at::Tensor row_set_means(const at::Tensor& X, const std::vector<std::vector<int64_t>>& sets) {
+// Row o of out, a contiguous (outputs * d) tensor of X's dtype, is the mean of the rows
+// sets[o] of the contiguous X.
+void row_set_means(const at::Tensor& X, const std::vector<std::vector<int64_t>>& sets, const at::Tensor& out) {
   const int64_t d = X.size(1);
-  at::Tensor out = at::empty({static_cast<int64_t>(sets.size()), d}, X.options());
+  TORCH_CHECK(out.is_contiguous() && out.numel() == static_cast<int64_t>(sets.size()) * d &&
+                  out.scalar_type() == X.scalar_type(),
+              "row_set_means: out must be a contiguous tensor of X's dtype with one row per set");
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, X.scalar_type(), "byzagg_row_means", [&] {
     mean_of_row_sets<scalar_t>(X.data_ptr<scalar_t>(), d, sets, out.data_ptr<scalar_t>());
   });
-  return out;
 }
 
 at::Tensor krum_scores_cpu(const at::Tensor& G, int64_t f) {
@@ -128,7 +131,9 @@ at::Tensor krum_scores_cpu(const at::Tensor& G, int64_t f) {
   return out;  // float64 for every input dtype: the values the selection ranks
 }
 
-at::Tensor krum_cpu(const at::Tensor& G, int64_t f, int64_t m) {
+// The rules that return a d-vector write it into `result`, a contiguous (d,) tensor of G's
+// dtype: the functional op and the out= op are made from them (csrc/out.h).
+void krum_into(const at::Tensor& G, int64_t f, int64_t m, const at::Tensor& result) {
   check_matrix(G, "krum", c10::DeviceType::CPU);
   const int64_t n = G.size(0);
   check_krum_f("krum", n, f);
@@ -137,7 +142,7 @@ at::Tensor krum_cpu(const at::Tensor& G, int64_t f, int64_t m) {
   const at::Tensor X = G.contiguous();
   const SquaredDistances dist = squared_distances(X);
   const std::vector<int64_t> chosen = core::krum_select(dist.D2.data(), n, dist.finite.data(), f, m);
-  return row_set_means(X, {chosen}).reshape({X.size(1)});
+  row_set_means(X, {chosen}, result);
 }
 
 at::Tensor nnm_cpu(const at::Tensor& G, int64_t f) {
@@ -153,14 +158,16 @@ at::Tensor nnm_cpu(const at::Tensor& G, int64_t f) {
     core::neighbourhood_order(dist.D2.data(), n, dist.finite.data(), i, order.data());
     neighbourhoods[static_cast<size_t>(i)].assign(order.begin(), order.begin() + (n - f));
   }
-  return row_set_means(X, neighbourhoods);
+  at::Tensor out = at::empty({n, X.size(1)}, X.options());
+  row_set_means(X, neighbourhoods, out);
+  return out;
 }
 
-at::Tensor medoid_cpu(const at::Tensor& G) {
+void medoid_into(const at::Tensor& G, const at::Tensor& result) {
   check_matrix(G, "medoid", c10::DeviceType::CPU);
   check_square_temporaries("medoid", G.size(0), 8.0);
   const SquaredDistances dist = squared_distances(G);
-  return G.select(0, core::medoid_row(dist.D2.data(), dist.n, dist.finite.data())).clone(at::MemoryFormat::Contiguous);
+  result.copy_(G.select(0, core::medoid_row(dist.D2.data(), dist.n, dist.finite.data())));
 }
 
 // MDA enumerates no subsets (csrc/core/mda.h), but keeps the documented limit of the
@@ -178,7 +185,7 @@ int64_t capped_binomial(int64_t n, int64_t f) {
   return static_cast<int64_t>(std::llround(value));
 }
 
-at::Tensor mda_cpu(const at::Tensor& G, int64_t f) {
+void mda_into(const at::Tensor& G, int64_t f, const at::Tensor& result) {
   check_matrix(G, "mda", c10::DeviceType::CPU);
   const int64_t n = G.size(0);
   check_n_above_2f("mda", n, f);
@@ -195,13 +202,13 @@ at::Tensor mda_cpu(const at::Tensor& G, int64_t f) {
     for (double& v : dist.D2) v = std::sqrt(v);  // diameters compared as the reference does
     kept = core::mda_select(dist.D2.data(), n, f);
   }
-  return row_set_means(X, {kept}).reshape({X.size(1)});
+  row_set_means(X, {kept}, result);
 }
 
 // Bulyan: the repeated Krum selection on the n x n matrix only (csrc/core/selection.h),
 // then per coordinate the MeaMed window of the selected rows (the shared coordinate-wise
 // kernel).
-at::Tensor bulyan_cpu(const at::Tensor& G, int64_t f) {
+void bulyan_into(const at::Tensor& G, int64_t f, const at::Tensor& result) {
   check_matrix(G, "bulyan", c10::DeviceType::CPU);
   const int64_t n = G.size(0);
   check_bulyan_f(n, f);
@@ -211,7 +218,34 @@ at::Tensor bulyan_cpu(const at::Tensor& G, int64_t f) {
   const std::vector<int64_t> selected = core::bulyan_select(dist.D2.data(), n, dist.finite.data(), f);
   // MeaMed over the theta = n - 2f selected rows with f' = 2f keeps the beta = theta - 2f
   // values nearest their median: Bulyan's last step.
-  return coordinate_rule(X, selected, 2 * f, core::CoordinateRule::kMeaMed);
+  coordinate_rule(X, selected, 2 * f, core::CoordinateRule::kMeaMed, result);
+}
+
+constexpr c10::DeviceType kCpu = c10::DeviceType::CPU;
+
+at::Tensor krum_cpu(const at::Tensor& G, int64_t f, int64_t m) {
+  return new_vector(G, "krum", kCpu, [&](const at::Tensor& result) { krum_into(G, f, m, result); });
+}
+void krum_out_cpu(const at::Tensor& G, int64_t f, int64_t m, at::Tensor& out) {
+  write_out(G, out, "krum", kCpu, [&](const at::Tensor& result) { krum_into(G, f, m, result); });
+}
+at::Tensor bulyan_cpu(const at::Tensor& G, int64_t f) {
+  return new_vector(G, "bulyan", kCpu, [&](const at::Tensor& result) { bulyan_into(G, f, result); });
+}
+void bulyan_out_cpu(const at::Tensor& G, int64_t f, at::Tensor& out) {
+  write_out(G, out, "bulyan", kCpu, [&](const at::Tensor& result) { bulyan_into(G, f, result); });
+}
+at::Tensor medoid_cpu(const at::Tensor& G) {
+  return new_vector(G, "medoid", kCpu, [&](const at::Tensor& result) { medoid_into(G, result); });
+}
+void medoid_out_cpu(const at::Tensor& G, at::Tensor& out) {
+  write_out(G, out, "medoid", kCpu, [&](const at::Tensor& result) { medoid_into(G, result); });
+}
+at::Tensor mda_cpu(const at::Tensor& G, int64_t f) {
+  return new_vector(G, "mda", kCpu, [&](const at::Tensor& result) { mda_into(G, f, result); });
+}
+void mda_out_cpu(const at::Tensor& G, int64_t f, at::Tensor& out) {
+  write_out(G, out, "mda", kCpu, [&](const at::Tensor& result) { mda_into(G, f, result); });
 }
 
 }  // namespace
@@ -224,6 +258,10 @@ TORCH_LIBRARY_IMPL(byzagg, CPU, m) {
   m.impl("nnm", &cpu::nnm_cpu);
   m.impl("medoid", &cpu::medoid_cpu);
   m.impl("mda", &cpu::mda_cpu);
+  m.impl("krum.out", &cpu::krum_out_cpu);
+  m.impl("bulyan.out", &cpu::bulyan_out_cpu);
+  m.impl("medoid.out", &cpu::medoid_out_cpu);
+  m.impl("mda.out", &cpu::mda_out_cpu);
 }
 
 }  // namespace byzagg

@@ -7,6 +7,7 @@
 // 4. one block picks C2 (the ceil(beta n) best scores, ties to the lower index) and C1
 //    (finite rows with l1 <= 2 threshold) and lists their intersection;
 // 5. the mean of the listed rows, or the median when the list is empty.
+#include "../out.h"
 #include "passes.cuh"
 
 namespace byzagg {
@@ -96,7 +97,8 @@ __global__ void negate_scores_kernel(const unsigned long long* __restrict__ scor
   if (i < n) keys[i] = -static_cast<double>(score[i]);
 }
 
-at::Tensor brsgd_cuda(const at::Tensor& G, double beta, double threshold) {
+// Writes the result into `result`, a contiguous (d,) tensor of G's dtype.
+void brsgd_into(const at::Tensor& G, double beta, double threshold, const at::Tensor& result) {
   check_matrix(G, "brsgd");
   TORCH_CHECK(beta > 0 && beta <= 1, "brsgd requires 0 < beta <= 1, got beta=", beta);
   TORCH_CHECK(threshold >= 0, "brsgd: threshold must be >= 0, got threshold=", threshold);
@@ -130,19 +132,30 @@ at::Tensor brsgd_cuda(const at::Tensor& G, double beta, double threshold) {
       score_ptr, order.data_ptr<int64_t>(), rows.total.data_ptr<double>(), rows.finite.data_ptr<uint8_t>(), n, c2_size,
       threshold, in_c2.data_ptr<uint8_t>(), chosen.data_ptr<int64_t>(), chosen_count.data_ptr<int64_t>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  at::Tensor out = at::empty({d}, X.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, X.scalar_type(), "byzagg_brsgd_result_cuda", [&] {
     brsgd_result_kernel<scalar_t><<<static_cast<unsigned>(blocks_for(d)), kThreads, 0, current_stream()>>>(
         X.data_ptr<scalar_t>(), d, chosen.data_ptr<int64_t>(), chosen_count.data_ptr<int64_t>(),
-        median.data_ptr<double>(), out.data_ptr<scalar_t>());
+        median.data_ptr<double>(), result.data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  return out;
+}
+
+// The functional op and its out= form (csrc/out.h).
+at::Tensor brsgd_cuda(const at::Tensor& G, double beta, double threshold) {
+  return new_vector(G, "brsgd", c10::DeviceType::CUDA,
+                    [&](const at::Tensor& result) { brsgd_into(G, beta, threshold, result); });
+}
+void brsgd_out_cuda(const at::Tensor& G, double beta, double threshold, at::Tensor& out) {
+  write_out(G, out, "brsgd", c10::DeviceType::CUDA,
+            [&](const at::Tensor& result) { brsgd_into(G, beta, threshold, result); });
 }
 
 }  // namespace
 }  // namespace cuda
 
-TORCH_LIBRARY_IMPL(byzagg, CUDA, m) { m.impl("brsgd", &cuda::brsgd_cuda); }
+TORCH_LIBRARY_IMPL(byzagg, CUDA, m) {
+  m.impl("brsgd", &cuda::brsgd_cuda);
+  m.impl("brsgd.out", &cuda::brsgd_out_cuda);
+}
 
 }  // namespace byzagg

@@ -38,10 +38,14 @@ void rank_rows(const double* keys, const uint8_t* finite, int64_t rankings, int6
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-at::Tensor row_set_means(const at::Tensor& X, const at::Tensor& sets, int64_t outputs, int64_t count, int64_t stride) {
+at::Tensor row_set_means(const at::Tensor& X, const at::Tensor& sets, int64_t outputs, int64_t count, int64_t stride,
+                         const at::Tensor& into) {
   const int64_t d = X.size(1);
   TORCH_CHECK(outputs <= 65535, "byzagg: too many outputs for the CUDA mean kernel: ", outputs);
-  at::Tensor out = at::empty({outputs, d}, X.options());
+  TORCH_CHECK(!into.defined() || (into.is_contiguous() && into.numel() == outputs * d &&
+                                  into.scalar_type() == X.scalar_type() && into.device() == X.device()),
+              "row_set_means: into must be a contiguous tensor of X's dtype with outputs * d elements");
+  const at::Tensor out = into.defined() ? into : at::empty({outputs, d}, X.options());
   const dim3 grid(static_cast<unsigned>(blocks_for(d)), static_cast<unsigned>(outputs));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, X.scalar_type(), "byzagg_row_set_means_cuda", [&] {
     row_set_means_kernel<scalar_t><<<grid, kThreads, 0, current_stream()>>>(

@@ -72,9 +72,11 @@ __device__ T block_sum(T value, T* shared) {
 void rank_rows(const double* keys, const uint8_t* finite, int64_t rankings, int64_t n, bool skip_self, int64_t* order);
 
 // out[o, c] = mean over k < count of X[sets[o * stride + k], c] (the rows added in the order
-// given, in the accumulation type), for o < outputs: out is (outputs, d) of X's dtype. X is
-// contiguous; sets an int64 CUDA tensor.
-at::Tensor row_set_means(const at::Tensor& X, const at::Tensor& sets, int64_t outputs, int64_t count, int64_t stride);
+// given, in the accumulation type), for o < outputs: out is (outputs, d) of X's dtype, or
+// `into` when given (contiguous, outputs * d elements of X's dtype). X is contiguous; sets
+// an int64 CUDA tensor.
+at::Tensor row_set_means(const at::Tensor& X, const at::Tensor& sets, int64_t outputs, int64_t count, int64_t stride,
+                         const at::Tensor& into = at::Tensor());
 
 // Exact squared distances of the rows of the contiguous CUDA matrix X (csrc/core/
 // distances.h): D2 (n, n) float64 with +inf for pairs with a non-finite row and a zero
@@ -87,11 +89,19 @@ SquaredDistances squared_distances(const at::Tensor& X);
 
 // Per coordinate of the rows `rows` (an int64 CUDA tensor of row indices; all rows when
 // undefined) of the contiguous matrix X: the coordinate-wise rule with f (csrc/core/
-// window.h), computed in acc_dtype (float or double) and returned in acc_dtype. With a
-// mask (uint8, one per row of X), rows whose mask is 0 are left out: the rule applies to
-// the values of the other rows (NaN when none is left).
+// window.h), computed in acc_dtype (float or double) and returned in acc_dtype: in `into`
+// when given (a contiguous (d,) tensor of acc_dtype). With a mask (uint8, one per row of
+// X), rows whose mask is 0 are left out: the rule applies to the values of the other rows
+// (NaN when none is left).
 at::Tensor coordinate_rule(const at::Tensor& X, const at::Tensor& rows, int64_t f, core::CoordinateRule rule,
-                           at::ScalarType acc_dtype, const at::Tensor& mask = at::Tensor());
+                           at::ScalarType acc_dtype, const at::Tensor& mask = at::Tensor(),
+                           const at::Tensor& into = at::Tensor());
+
+// The same in X's accumulation type, written into result, a contiguous (d,) tensor of X's
+// dtype: straight from the kernel for float and double, through a float buffer for half
+// precision.
+void coordinate_rule_into(const at::Tensor& X, const at::Tensor& rows, int64_t f, core::CoordinateRule rule,
+                          const at::Tensor& result);
 
 }  // namespace cuda
 }  // namespace byzagg

@@ -13,6 +13,7 @@
 #include <ATen/ops/sort.h>
 
 #include "../checks.h"
+#include "../out.h"
 #include "../core/network_rule.h"
 #include "../core/sorting_network.h"
 #include "../core/window.h"
@@ -128,7 +129,7 @@ void launch_network(const scalar_t* X, const int64_t* rows, const uint8_t* mask,
 
 template <typename scalar_t, typename acc_t>
 void coordinate_rule_typed(const at::Tensor& X, const at::Tensor& rows, const uint8_t* mask, int64_t n, int64_t f,
-                           CoordinateRule rule, at::Tensor& out) {
+                           CoordinateRule rule, const at::Tensor& out) {
   const int64_t d = X.size(1);
   const scalar_t* x = X.data_ptr<scalar_t>();
   const int64_t* r = rows.defined() ? rows.data_ptr<int64_t>() : nullptr;
@@ -166,16 +167,24 @@ void coordinate_rule_typed(const at::Tensor& X, const at::Tensor& rows, const ui
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-at::Tensor coordinate_rule_op(const at::Tensor& G, int64_t f, CoordinateRule rule) {
+void coordinate_rule_op_into(const at::Tensor& G, int64_t f, CoordinateRule rule, const at::Tensor& result) {
   const char* name = core::coordinate_rule_name(rule);
   check_matrix(G, name);
   check_f_nonnegative(name, G.size(0), f);
   TORCH_CHECK(core::coordinate_rule_accepts(G.size(0), f, rule), name, " requires n > 2f, got n=", G.size(0),
               ", f=", f);
   const at::cuda::CUDAGuard guard(G.device());
-  const at::Tensor X = G.contiguous();
-  const at::ScalarType acc = X.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  return coordinate_rule(X, at::Tensor(), f, rule, acc).to(X.scalar_type());
+  coordinate_rule_into(G.contiguous(), at::Tensor(), f, rule, result);
+}
+
+// The functional op and its out= form (csrc/out.h).
+at::Tensor coordinate_rule_op(const at::Tensor& G, int64_t f, CoordinateRule rule) {
+  return new_vector(G, core::coordinate_rule_name(rule), c10::DeviceType::CUDA,
+                    [&](const at::Tensor& result) { coordinate_rule_op_into(G, f, rule, result); });
+}
+void coordinate_rule_out(const at::Tensor& G, int64_t f, CoordinateRule rule, at::Tensor& out) {
+  write_out(G, out, core::coordinate_rule_name(rule), c10::DeviceType::CUDA,
+            [&](const at::Tensor& result) { coordinate_rule_op_into(G, f, rule, result); });
 }
 
 at::Tensor median_cuda(const at::Tensor& G) { return coordinate_rule_op(G, 0, CoordinateRule::kMedian); }
@@ -184,11 +193,21 @@ at::Tensor trimmed_mean_cuda(const at::Tensor& G, int64_t f) {
 }
 at::Tensor meamed_cuda(const at::Tensor& G, int64_t f) { return coordinate_rule_op(G, f, CoordinateRule::kMeaMed); }
 at::Tensor phocas_cuda(const at::Tensor& G, int64_t f) { return coordinate_rule_op(G, f, CoordinateRule::kPhocas); }
+void median_out_cuda(const at::Tensor& G, at::Tensor& out) { coordinate_rule_out(G, 0, CoordinateRule::kMedian, out); }
+void trimmed_mean_out_cuda(const at::Tensor& G, int64_t f, at::Tensor& out) {
+  coordinate_rule_out(G, f, CoordinateRule::kTrimmedMean, out);
+}
+void meamed_out_cuda(const at::Tensor& G, int64_t f, at::Tensor& out) {
+  coordinate_rule_out(G, f, CoordinateRule::kMeaMed, out);
+}
+void phocas_out_cuda(const at::Tensor& G, int64_t f, at::Tensor& out) {
+  coordinate_rule_out(G, f, CoordinateRule::kPhocas, out);
+}
 
 }  // namespace
 
 at::Tensor coordinate_rule(const at::Tensor& X, const at::Tensor& rows, int64_t f, CoordinateRule rule,
-                           at::ScalarType acc_dtype, const at::Tensor& mask) {
+                           at::ScalarType acc_dtype, const at::Tensor& mask, const at::Tensor& into) {
   TORCH_CHECK(X.is_contiguous(), "coordinate_rule: X must be contiguous");
   const int64_t n = rows.defined() ? rows.numel() : X.size(0);
   const bool window_fits =
@@ -199,7 +218,10 @@ at::Tensor coordinate_rule(const at::Tensor& X, const at::Tensor& rows, int64_t 
   TORCH_CHECK(!mask.defined() || (mask.scalar_type() == at::kByte && mask.numel() == X.size(0) && mask.is_contiguous()),
               "coordinate_rule: mask must be a contiguous uint8 tensor of n values");
   const uint8_t* mask_ptr = mask.defined() ? mask.data_ptr<uint8_t>() : nullptr;
-  at::Tensor out = at::empty({X.size(1)}, X.options().dtype(acc_dtype));
+  TORCH_CHECK(!into.defined() || (into.is_contiguous() && into.numel() == X.size(1) &&
+                                  into.scalar_type() == acc_dtype && into.device() == X.device()),
+              "coordinate_rule: into must be a contiguous (d,) tensor of the accumulation type");
+  const at::Tensor out = into.defined() ? into : at::empty({X.size(1)}, X.options().dtype(acc_dtype));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, X.scalar_type(), "byzagg_coordinate_rule_cuda", [&] {
     if (acc_dtype == at::kDouble) {
       coordinate_rule_typed<scalar_t, double>(X, rows, mask_ptr, n, f, rule, out);
@@ -212,6 +234,16 @@ at::Tensor coordinate_rule(const at::Tensor& X, const at::Tensor& rows, int64_t 
   return out;
 }
 
+void coordinate_rule_into(const at::Tensor& X, const at::Tensor& rows, int64_t f, CoordinateRule rule,
+                          const at::Tensor& result) {
+  const at::ScalarType acc = X.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  if (result.scalar_type() == acc) {
+    coordinate_rule(X, rows, f, rule, acc, at::Tensor(), result);
+  } else {
+    result.copy_(coordinate_rule(X, rows, f, rule, acc));
+  }
+}
+
 }  // namespace cuda
 
 TORCH_LIBRARY_IMPL(byzagg, CUDA, m) {
@@ -219,6 +251,10 @@ TORCH_LIBRARY_IMPL(byzagg, CUDA, m) {
   m.impl("trimmed_mean", &cuda::trimmed_mean_cuda);
   m.impl("meamed", &cuda::meamed_cuda);
   m.impl("phocas", &cuda::phocas_cuda);
+  m.impl("median.out", &cuda::median_out_cuda);
+  m.impl("trimmed_mean.out", &cuda::trimmed_mean_out_cuda);
+  m.impl("meamed.out", &cuda::meamed_out_cuda);
+  m.impl("phocas.out", &cuda::phocas_out_cuda);
 }
 
 }  // namespace byzagg

@@ -14,6 +14,7 @@
 
 #include "../core/geometric_median.h"
 #include "../core/passes.h"
+#include "../out.h"
 #include "passes.cuh"
 
 namespace byzagg {
@@ -234,20 +235,23 @@ void check_vector(const at::Tensor& t, const at::Tensor& G, int64_t size, const 
   TORCH_CHECK(t.device() == G.device(), rule, ": ", what, " must be on ", G.device(), ", got ", t.device());
 }
 
-at::Tensor centered_clipping_cuda(const at::Tensor& G, double tau, int64_t iters,
-                                  const c10::optional<at::Tensor>& center) {
+// The iterative rules write their result into `result`, a contiguous (d,) tensor of G's
+// dtype (centered clipping's iterate itself when that is float64): the functional op and
+// the out= op are made from them (csrc/out.h).
+void centered_clipping_into(const at::Tensor& G, double tau, int64_t iters, const c10::optional<at::Tensor>& center,
+                            const at::Tensor& result) {
   check_matrix(G, "centered_clipping");
   TORCH_CHECK(tau > 0, "centered_clipping: tau must be > 0, got tau=", tau);
   TORCH_CHECK(iters >= 0, "centered_clipping: iters must be >= 0, got iters=", iters);
   const at::cuda::CUDAGuard guard(G.device());
   const at::Tensor X = G.contiguous();
   const int64_t n = X.size(0), d = X.size(1);
-  at::Tensor v;
+  const at::Tensor v = result.scalar_type() == at::kDouble ? result : at::empty({d}, X.options().dtype(at::kDouble));
   if (center.has_value()) {
     check_vector(*center, G, d, "centered_clipping", "center");
-    v = center->reshape({d}).to(at::kDouble, /*non_blocking=*/false, /*copy=*/true).contiguous();
+    v.copy_(center->reshape({d}));
   } else {
-    v = at::zeros({d}, X.options().dtype(at::kDouble));
+    v.zero_();
   }
   RowTotals rows(X);
   at::Tensor scale = at::empty({n}, v.options());
@@ -263,11 +267,11 @@ at::Tensor centered_clipping_cuda(const at::Tensor& G, double tau, int64_t iters
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   }
-  return v.to(G.scalar_type());
+  if (!v.is_same(result)) result.copy_(v);
 }
 
-at::Tensor geometric_median_cuda(const at::Tensor& G, const c10::optional<at::Tensor>& weights, double eps,
-                                 int64_t max_iter, double tol) {
+void geometric_median_into(const at::Tensor& G, const c10::optional<at::Tensor>& weights, double eps, int64_t max_iter,
+                           double tol, const at::Tensor& result) {
   check_matrix(G, "geometric_median");
   TORCH_CHECK(eps > 0, "geometric_median: eps must be > 0, got eps=", eps);
   TORCH_CHECK(max_iter >= 0, "geometric_median: max_iter must be >= 0, got max_iter=", max_iter);
@@ -301,10 +305,9 @@ at::Tensor geometric_median_cuda(const at::Tensor& G, const c10::optional<at::Te
   auto* state = reinterpret_cast<GeometricMedianState*>(state_bytes.data_ptr<uint8_t>());
   gm_setup_kernel<<<1, 1, 0, current_stream()>>>(active.data_ptr<uint8_t>(), w.data_ptr<double>(), n, state);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  at::Tensor out = at::empty({d}, X.options());
   if (max_iter <= 0) {  // the start (all NaN when no row is active)
-    return at::where(active.any(), z, at::full({}, std::numeric_limits<double>::quiet_NaN(), doubles))
-        .to(X.scalar_type());
+    result.copy_(at::where(active.any(), z, at::full({}, std::numeric_limits<double>::quiet_NaN(), doubles)));
+    return;
   }
   const core::PassBlocks blocks = core::make_pass_blocks(n, d);
   at::Tensor s = at::zeros({d}, doubles);
@@ -352,10 +355,32 @@ at::Tensor geometric_median_cuda(const at::Tensor& G, const c10::optional<at::Te
                                                     active.data_ptr<uint8_t>(), n, state);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     gm_result_kernel<scalar_t><<<static_cast<unsigned>(blocks_for(d)), kThreads, 0, current_stream()>>>(
-        x, d, z.data_ptr<double>(), s.data_ptr<double>(), state, out.data_ptr<scalar_t>());
+        x, d, z.data_ptr<double>(), s.data_ptr<double>(), state, result.data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  return out;
+}
+
+constexpr c10::DeviceType kCuda = c10::DeviceType::CUDA;
+
+at::Tensor geometric_median_cuda(const at::Tensor& G, const c10::optional<at::Tensor>& weights, double eps,
+                                 int64_t max_iter, double tol) {
+  return new_vector(G, "geometric_median", kCuda,
+                    [&](const at::Tensor& result) { geometric_median_into(G, weights, eps, max_iter, tol, result); });
+}
+void geometric_median_out_cuda(const at::Tensor& G, const c10::optional<at::Tensor>& weights, double eps,
+                               int64_t max_iter, double tol, at::Tensor& out) {
+  write_out(G, out, "geometric_median", kCuda,
+            [&](const at::Tensor& result) { geometric_median_into(G, weights, eps, max_iter, tol, result); });
+}
+at::Tensor centered_clipping_cuda(const at::Tensor& G, double tau, int64_t iters,
+                                  const c10::optional<at::Tensor>& center) {
+  return new_vector(G, "centered_clipping", kCuda,
+                    [&](const at::Tensor& result) { centered_clipping_into(G, tau, iters, center, result); });
+}
+void centered_clipping_out_cuda(const at::Tensor& G, double tau, int64_t iters, const c10::optional<at::Tensor>& center,
+                                at::Tensor& out) {
+  write_out(G, out, "centered_clipping", kCuda,
+            [&](const at::Tensor& result) { centered_clipping_into(G, tau, iters, center, result); });
 }
 
 }  // namespace
@@ -364,6 +389,8 @@ at::Tensor geometric_median_cuda(const at::Tensor& G, const c10::optional<at::Te
 TORCH_LIBRARY_IMPL(byzagg, CUDA, m) {
   m.impl("centered_clipping", &cuda::centered_clipping_cuda);
   m.impl("geometric_median", &cuda::geometric_median_cuda);
+  m.impl("centered_clipping.out", &cuda::centered_clipping_out_cuda);
+  m.impl("geometric_median.out", &cuda::geometric_median_out_cuda);
 }
 
 }  // namespace byzagg

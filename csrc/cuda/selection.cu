@@ -3,6 +3,7 @@
 // medoid. Selections (Krum scores, rankings, Bulyan's repeated Krum) run on the n x n
 // matrix on the device; a last kernel averages the selected rows.
 #include "../checks.h"
+#include "../out.h"
 #include "../core/distances.h"
 #include "common.cuh"
 
@@ -96,7 +97,9 @@ at::Tensor krum_scores_cuda(const at::Tensor& G, int64_t f) {
   return krum_scores_of(dist, neighbour_lists(dist), f);  // float64: the values the selection ranks
 }
 
-at::Tensor krum_cuda(const at::Tensor& G, int64_t f, int64_t m) {
+// The rules that return a d-vector write it into `result`, a contiguous (d,) tensor of G's
+// dtype: the functional op and the out= op are made from them (csrc/out.h).
+void krum_into(const at::Tensor& G, int64_t f, int64_t m, const at::Tensor& result) {
   check_matrix(G, "krum");
   const int64_t n = G.size(0);
   check_krum_f("krum", n, f);
@@ -107,10 +110,10 @@ at::Tensor krum_cuda(const at::Tensor& G, int64_t f, int64_t m) {
   const at::Tensor scores = krum_scores_of(dist, neighbour_lists(dist), f);
   at::Tensor order = at::empty({n}, scores.options().dtype(at::kLong));
   rank_rows(scores.data_ptr<double>(), dist.finite.data_ptr<uint8_t>(), 1, n, false, order.data_ptr<int64_t>());
-  return row_set_means(X, order, 1, m, n).reshape({X.size(1)});
+  row_set_means(X, order, 1, m, n, result);
 }
 
-at::Tensor bulyan_cuda(const at::Tensor& G, int64_t f) {
+void bulyan_into(const at::Tensor& G, int64_t f, const at::Tensor& result) {
   check_matrix(G, "bulyan");
   const int64_t n = G.size(0);
   check_bulyan_f(n, f);
@@ -128,8 +131,7 @@ at::Tensor bulyan_cuda(const at::Tensor& G, int64_t f) {
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   // MeaMed over the theta selected rows with f' = 2f keeps the beta = theta - 2f values
   // nearest their median: Bulyan's last step.
-  const at::ScalarType acc = X.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  return coordinate_rule(X, selected, 2 * f, core::CoordinateRule::kMeaMed, acc).to(X.scalar_type());
+  coordinate_rule_into(X, selected, 2 * f, core::CoordinateRule::kMeaMed, result);
 }
 
 at::Tensor nnm_cuda(const at::Tensor& G, int64_t f) {
@@ -144,7 +146,7 @@ at::Tensor nnm_cuda(const at::Tensor& G, int64_t f) {
   return row_set_means(X, order, n, n - f, n);
 }
 
-at::Tensor medoid_cuda(const at::Tensor& G) {
+void medoid_into(const at::Tensor& G, const at::Tensor& result) {
   check_matrix(G, "medoid");
   const int64_t n = G.size(0);
   const at::cuda::CUDAGuard guard(G.device());
@@ -155,7 +157,29 @@ at::Tensor medoid_cuda(const at::Tensor& G) {
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   at::Tensor order = at::empty({n}, keys.options().dtype(at::kLong));
   rank_rows(keys.data_ptr<double>(), dist.finite.data_ptr<uint8_t>(), 1, n, false, order.data_ptr<int64_t>());
-  return G.index_select(0, order.narrow(0, 0, 1)).reshape({G.size(1)});
+  at::Tensor row = result.view({1, G.size(1)});
+  at::index_select_out(row, G, 0, order.narrow(0, 0, 1));
+}
+
+constexpr c10::DeviceType kCuda = c10::DeviceType::CUDA;
+
+at::Tensor krum_cuda(const at::Tensor& G, int64_t f, int64_t m) {
+  return new_vector(G, "krum", kCuda, [&](const at::Tensor& result) { krum_into(G, f, m, result); });
+}
+void krum_out_cuda(const at::Tensor& G, int64_t f, int64_t m, at::Tensor& out) {
+  write_out(G, out, "krum", kCuda, [&](const at::Tensor& result) { krum_into(G, f, m, result); });
+}
+at::Tensor bulyan_cuda(const at::Tensor& G, int64_t f) {
+  return new_vector(G, "bulyan", kCuda, [&](const at::Tensor& result) { bulyan_into(G, f, result); });
+}
+void bulyan_out_cuda(const at::Tensor& G, int64_t f, at::Tensor& out) {
+  write_out(G, out, "bulyan", kCuda, [&](const at::Tensor& result) { bulyan_into(G, f, result); });
+}
+at::Tensor medoid_cuda(const at::Tensor& G) {
+  return new_vector(G, "medoid", kCuda, [&](const at::Tensor& result) { medoid_into(G, result); });
+}
+void medoid_out_cuda(const at::Tensor& G, at::Tensor& out) {
+  write_out(G, out, "medoid", kCuda, [&](const at::Tensor& result) { medoid_into(G, result); });
 }
 
 }  // namespace
@@ -167,6 +191,9 @@ TORCH_LIBRARY_IMPL(byzagg, CUDA, m) {
   m.impl("bulyan", &cuda::bulyan_cuda);
   m.impl("nnm", &cuda::nnm_cuda);
   m.impl("medoid", &cuda::medoid_cuda);
+  m.impl("krum.out", &cuda::krum_out_cuda);
+  m.impl("bulyan.out", &cuda::bulyan_out_cuda);
+  m.impl("medoid.out", &cuda::medoid_out_cuda);
 }
 
 }  // namespace byzagg
