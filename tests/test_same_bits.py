@@ -10,6 +10,7 @@ thus checks what an AVX2-only or an ARM machine computes.
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -26,7 +27,7 @@ import math, sys, torch, byzagg
 
 def cases():
     g = torch.Generator().manual_seed(11)
-    for n, d in ((5, 1), (7, 15), (9, 17), (11, 33), (23, 2049 + 7), (13, 5000), (40, 301)):
+    for n, d in ((5, 1), (7, 15), (9, 17), (11, 33), (23, 2049 + 7), (13, 5000), (40, 301), (70, 45)):
         yield f"randn {n}x{d}", torch.randn(n, d, generator=g, dtype=torch.float64)
     # near-duplicates: scores equal in float32, different in float64 (issue 12's case)
     base = torch.randn(1, 333, generator=g, dtype=torch.float64)
@@ -81,7 +82,9 @@ def isas_here() -> list[str]:
     return list(ISAS[: ISAS.index(best) + 1]) if best else []
 
 
-def test_every_op_same_bits_on_every_isa(tmp_path):
+def results_on_each_isa(script: str, tmp_path) -> tuple[list[str], dict]:
+    """The ISAs this CPU runs (skips below two) and, per ISA, what `script` saved when run
+    in a subprocess under BYZAGG_CPU_ISA = that ISA."""
     if not _ops.NATIVE_LOADED:
         pytest.skip(f"no native kernels: {_ops.LOAD_STATUS}")
     names = isas_here()
@@ -91,11 +94,16 @@ def test_every_op_same_bits_on_every_isa(tmp_path):
     for isa in names:
         path = tmp_path / f"{isa}.pt"
         env = dict(os.environ, BYZAGG_CPU_ISA=isa)
-        run = subprocess.run([sys.executable, "-c", SCRIPT, str(path)], env=env, capture_output=True, text=True,
+        run = subprocess.run([sys.executable, "-c", script, str(path)], env=env, capture_output=True, text=True,
                              timeout=600)
         assert run.returncode == 0 and "ok" in run.stdout, run.stderr[-3000:]
         results[isa] = torch.load(path)
         assert results[isa].pop("isa") == isa
+    return names, results
+
+
+def test_every_op_same_bits_on_every_isa(tmp_path):
+    names, results = results_on_each_isa(SCRIPT, tmp_path)
     first = names[0]
     assert len(results[first]) > 300
     for isa in names[1:]:
@@ -104,6 +112,51 @@ def test_every_op_same_bits_on_every_isa(tmp_path):
             got = results[isa][key]
             same = (got == want) | (torch.isnan(got) & torch.isnan(want))
             assert got.dtype == want.dtype and bool(same.all()), f"{isa} differs from {first} at {key}"
+
+
+ZEROS_SCRIPT = r"""
+import sys, torch, byzagg
+
+# Columns of many ties: signed zeros, small integers, infinities and NaN. The vector paths
+# (AVX-512, AVX2 and the portable vector extensions) use the same compare-exchange
+# (min = a < b ? a : b, max = a > b ? a : b), so they agree even on a zero's sign.
+g = torch.Generator().manual_seed(5)
+values = torch.tensor([-0.0, 0.0, -0.0, 0.0, 1.0, -1.0, 2.0, float("inf"), float("-inf"), float("nan")],
+                      dtype=torch.float64)
+out = {}
+for n in (2, 5, 8, 17, 51, 64, 65, 100):
+    d = 8 * 16 + 5  # every vector width's blocks, and a tail for the scalar path
+    X = values[torch.randint(0, 7, (n, d), generator=g)]
+    X[:, -40:] = values[torch.randint(0, len(values), (n, 40), generator=g)]
+    f = max(0, (n - 3) // 4)
+    for dtype in (torch.float64, torch.float32, torch.bfloat16):
+        G = X.to(dtype)
+        out[(n, str(dtype), "median")] = torch.ops.byzagg.median(G)
+        for rule in ("trimmed_mean", "meamed", "phocas"):
+            out[(n, str(dtype), rule)] = getattr(torch.ops.byzagg, rule)(G, f)
+out["isa"] = torch.ops.byzagg.cpu_isa()
+torch.save(out, sys.argv[1])
+print("ok")
+"""
+
+
+def test_coordinate_rules_same_bytes_on_every_isa_signed_zeros_included(tmp_path):
+    """The coordinate-wise rules' results are the same bytes on every vector path (a
+    zero's sign included; NaN's sign and payload aside) on columns full of ties, ±0,
+    infinities and NaN."""
+    names, results = results_on_each_isa(ZEROS_SCRIPT, tmp_path)
+    first = names[0]
+    signed_zeros = sum(int(((v == 0) & torch.signbit(v)).sum()) for v in results[first].values())
+    assert signed_zeros > 0  # the case tests what it says
+
+    def as_bytes(x):  # a NaN's sign and payload depend on operand order: any NaN is NaN
+        return torch.where(torch.isnan(x), torch.full_like(x, math.nan), x).view(torch.uint8).tolist()
+
+    for isa in names[1:]:
+        for key, want in results[first].items():
+            got = results[isa][key]
+            assert got.dtype == want.dtype
+            assert as_bytes(got) == as_bytes(want), f"{isa} differs from {first} at {key}"
 
 
 def test_unknown_isa_is_a_clear_error():

@@ -1,16 +1,20 @@
 // CPU kernel of the coordinate-wise family: per coordinate, order the column (NaN last),
 // then average the rule's window (csrc/core/window.h).
 //
-// Fast path (2 <= n <= 64, AVX-512 or AVX2, chosen at run time): SIMD lanes are
-// coordinates, each block of columns sorted at once by a compile-time sorting network
-// (coordinate_simd.h). It uses the arithmetic of window.h in the same order, so it
-// gives the scalar path's values (a zero's sign aside: min/max do not order -0 and +0).
-// 64 < n <= 4096 (AVX-512 or AVX2): the same with a bitonic network of run-time size over
+// Fast path (2 <= n <= 64, every ISA, chosen at run time): SIMD lanes are coordinates,
+// each block of columns sorted at once by a compile-time sorting network
+// (coordinate_simd.h), compiled for AVX-512 (16 float lanes), AVX2 (8) and, for the generic
+// ISA, with the compiler's vector extensions on the baseline ISA (4 float lanes: SSE2 on
+// x86-64, NEON on aarch64; coordinate_portable.cpp). It uses the arithmetic of window.h in
+// the same order, so it gives the scalar path's values (a zero's sign aside: min/max do not
+// order -0 and +0; the vector paths agree with one another on it too).
+// 64 < n <= 4096 (every ISA): the same with a bitonic network of run-time size over
 // a block of columns staged in memory (coordinate_simd.h). Half precision is widened
-// to float a block of columns at a time for both. Other CPUs, longer columns and the tail
-// columns take the scalar path: per column an insertion sort (n <= 32), or for longer
-// columns a partial order (core/partial_order.h: selection, then a sort of the part the
-// rule reads).
+// to float a block of columns at a time for both, and the last columns of a range (fewer
+// than a vector) are staged into a padded block, so that every column takes the vector
+// path. n = 1 and n > 4096 take the scalar path: per column an insertion sort (n <= 32),
+// or for longer columns a partial order (core/partial_order.h: selection, then a sort of
+// the part the rule reads).
 // Columns are independent, so the result does not depend on the number of threads.
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -69,9 +73,11 @@ template <typename acc_t>
 int64_t network_columns(cpu::Isa isa, const acc_t* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f,
                         CoordinateRule rule, acc_t* out) {
   switch (isa) {
+#if BYZAGG_X86_ISAS
     case cpu::Isa::kAvx512: return cpu::avx512::coordinate_columns(rows, n, begin, end, f, rule, out);
     case cpu::Isa::kAvx2: return cpu::avx2::coordinate_columns(rows, n, begin, end, f, rule, out);
-    default: return begin;
+#endif
+    default: return cpu::portable::coordinate_columns(rows, n, begin, end, f, rule, out);
   }
 }
 
@@ -81,15 +87,18 @@ int64_t network_columns(cpu::Isa isa, const acc_t* const* rows, int64_t n, int64
 template <typename acc_t>
 int64_t bitonic_columns(cpu::Isa isa, const acc_t* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f,
                         CoordinateRule rule, acc_t* out) {
-  const int64_t lanes = (isa == cpu::Isa::kAvx512 ? 64 : 32) / static_cast<int64_t>(sizeof(acc_t));
+  const int64_t bytes = isa == cpu::Isa::kAvx512 ? 64 : (isa == cpu::Isa::kAvx2 ? 32 : 16);
+  const int64_t lanes = bytes / static_cast<int64_t>(sizeof(acc_t));
   std::vector<acc_t> stage(static_cast<size_t>(n * lanes));  // rows >= n are never touched
   std::vector<acc_t> sorted(static_cast<size_t>(n * lanes));
   int64_t c0 = begin;
   for (; c0 + lanes <= end; c0 += lanes) {
-    if (isa == cpu::Isa::kAvx512) {
-      cpu::avx512::sort_columns(rows, n, c0, stage.data(), sorted.data());
-    } else {
-      cpu::avx2::sort_columns(rows, n, c0, stage.data(), sorted.data());
+    switch (isa) {
+#if BYZAGG_X86_ISAS
+      case cpu::Isa::kAvx512: cpu::avx512::sort_columns(rows, n, c0, stage.data(), sorted.data()); break;
+      case cpu::Isa::kAvx2: cpu::avx2::sort_columns(rows, n, c0, stage.data(), sorted.data()); break;
+#endif
+      default: cpu::portable::sort_columns(rows, n, c0, stage.data(), sorted.data());
     }
     for (int64_t l = 0; l < lanes; ++l)
       out[c0 + l] = core::coordinate_rule_of_sorted(sorted.data() + l * n, n, f, rule);
@@ -101,11 +110,12 @@ template <typename scalar_t>
 void coordinate_rule_cpu_kernel(const scalar_t* const* rows, int64_t n, int64_t d, int64_t f, CoordinateRule rule,
                                 at::opmath_type<scalar_t>* out) {
   using acc_t = at::opmath_type<scalar_t>;
-  // 2 <= n <= 64: the compile-time networks; 64 < n <= 4096: the bitonic network.
+  // 2 <= n <= 64: the compile-time networks; 64 < n <= 4096: the bitonic network; on the
+  // ISA cpu_isa() gives (kGeneric: the vector extensions of the baseline).
   // (cpu_isa() is asked for every n, so that a wrong BYZAGG_CPU_ISA is an error for every n.)
-  const cpu::Isa best = cpu::cpu_isa();
-  const cpu::Isa isa = n >= 2 && n <= cpu::kMaxBitonicRows ? best : cpu::Isa::kGeneric;
-  cpu::record_isa(cpu::Family::kCoordinate, isa);
+  const cpu::Isa isa = cpu::cpu_isa();
+  const bool vector_path = n >= 2 && n <= cpu::kMaxBitonicRows;
+  cpu::record_isa(cpu::Family::kCoordinate, vector_path ? isa : cpu::Isa::kGeneric);
   auto vector_columns = [&](const acc_t* const* from, int64_t begin, int64_t end, acc_t* to) {
     return n <= cpu::kMaxNetworkRows ? network_columns(isa, from, n, begin, end, f, rule, to)
                                      : bitonic_columns(isa, from, n, begin, end, f, rule, to);
@@ -113,26 +123,31 @@ void coordinate_rule_cpu_kernel(const scalar_t* const* rows, int64_t n, int64_t 
   // About 64k values per task; a multiple of 16 columns, the widest vector.
   const int64_t grain = std::max<int64_t>(16, (int64_t(1) << 16) / n / 16 * 16);
   at::parallel_for(0, d, grain, [&](int64_t begin, int64_t end) {
-    int64_t done = begin;
-    if (isa != cpu::Isa::kGeneric) {
-      if constexpr (std::is_same_v<scalar_t, acc_t>) {
-        done = vector_columns(rows, begin, end, out);
-      } else {
-        // Half precision: widen a block of columns at a time into a small buffer.
-        constexpr int64_t kStaged = 256;
-        std::vector<acc_t> staging(static_cast<size_t>(n * kStaged));
-        std::vector<const acc_t*> staged_rows(static_cast<size_t>(n));
-        while (end - done >= kStaged) {
-          for (int64_t r = 0; r < n; ++r) {
-            staged_rows[r] = staging.data() + r * kStaged;
-            for (int64_t c = 0; c < kStaged; ++c) staging[r * kStaged + c] = static_cast<acc_t>(rows[r][done + c]);
-          }
-          vector_columns(staged_rows.data(), 0, kStaged, out + done);
-          done += kStaged;
-        }
-      }
+    if (!vector_path) {
+      scalar_columns(rows, n, begin, end, f, rule, out);
+      return;
     }
-    if (done < end) scalar_columns(rows, n, done, end, f, rule, out);
+    int64_t done = begin;
+    if constexpr (std::is_same_v<scalar_t, acc_t>) done = vector_columns(rows, begin, end, out);
+    if (done == end) return;
+    // The rest (half precision: every column, widened; float and double: the last columns,
+    // fewer than a vector) is copied a block at a time into a buffer padded to a multiple
+    // of 16 columns, the widest vector: every column takes the vector path, whatever the
+    // ISA's width and wherever the threads' ranges end, so that the ISAs and thread counts
+    // agree even on a zero's sign (the scalar path orders -0 and +0 otherwise).
+    const int64_t staged = std::is_same_v<scalar_t, acc_t> ? 16 : 256;
+    std::vector<acc_t> staging(static_cast<size_t>(n * staged));  // padding: zeros, or an earlier block's values
+    std::vector<const acc_t*> staged_rows(static_cast<size_t>(n));
+    for (int64_t r = 0; r < n; ++r) staged_rows[r] = staging.data() + r * staged;
+    std::vector<acc_t> staged_out(static_cast<size_t>(staged));
+    while (done < end) {
+      const int64_t width = std::min(staged, end - done);
+      for (int64_t r = 0; r < n; ++r)
+        for (int64_t c = 0; c < width; ++c) staging[r * staged + c] = static_cast<acc_t>(rows[r][done + c]);
+      vector_columns(staged_rows.data(), 0, (width + 15) / 16 * 16, staged_out.data());
+      std::copy(staged_out.begin(), staged_out.begin() + width, out + done);
+      done += width;
+    }
   });
 }
 

@@ -1,6 +1,10 @@
 // The coordinate-wise sorting-network kernel (coordinate_simd.h) compiled for AVX2. Only
 // standard and torch-free headers come before the target pragma, so that no shared inline
 // code is compiled for this ISA.
+// On other targets (BYZAGG_X86_ISAS is 0, isa.h) this file compiles to nothing.
+#include "isa.h"
+
+#if BYZAGG_X86_ISAS
 #include <immintrin.h>
 
 #include <cstdint>
@@ -57,3 +61,5 @@ void sort_columns(const double* const* rows, int64_t n, int64_t c0, double* stag
 }  // namespace byzagg
 
 #pragma GCC pop_options
+
+#endif  // BYZAGG_X86_ISAS

@@ -1,5 +1,6 @@
 // The SIMD sorting-network path of the coordinate-wise kernel, one copy per ISA
-// (coordinate_simd.h compiled by coordinate_avx512.cpp and coordinate_avx2.cpp).
+// (coordinate_simd.h compiled by coordinate_avx512.cpp and coordinate_avx2.cpp on x86-64,
+// and by coordinate_portable.cpp, with vector extensions, for the baseline of any target).
 #pragma once
 
 #include "isa.h"
@@ -16,7 +17,16 @@ namespace cpu {
 // does the rest. sort_columns (kMaxNetworkRows < n <= kMaxBitonicRows) sorts the vector
 // width's columns c0, c0 + 1, ... of the n rows in the NaN-last order into sorted[c * n + p],
 // with stage holding n x the vector width values (the padding is never stored). Only call
-// the variant the CPU supports (cpu_isa(), isa.h).
+// the variant the CPU supports (cpu_isa(), isa.h); the portable one runs everywhere.
+namespace portable {
+int64_t coordinate_columns(const float* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f,
+                           core::CoordinateRule rule, float* out);
+int64_t coordinate_columns(const double* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f,
+                           core::CoordinateRule rule, double* out);
+void sort_columns(const float* const* rows, int64_t n, int64_t c0, float* stage, float* sorted);
+void sort_columns(const double* const* rows, int64_t n, int64_t c0, double* stage, double* sorted);
+}  // namespace portable
+#if BYZAGG_X86_ISAS
 namespace avx512 {
 int64_t coordinate_columns(const float* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f,
                            core::CoordinateRule rule, float* out);
@@ -33,6 +43,7 @@ int64_t coordinate_columns(const double* const* rows, int64_t n, int64_t begin, 
 void sort_columns(const float* const* rows, int64_t n, int64_t c0, float* stage, float* sorted);
 void sort_columns(const double* const* rows, int64_t n, int64_t c0, double* stage, double* sorted);
 }  // namespace avx2
+#endif  // BYZAGG_X86_ISAS
 
 constexpr int64_t kMaxNetworkRows = 64;
 constexpr int64_t kMaxBitonicRows = 4096;

@@ -1,7 +1,10 @@
 // The SIMD sorting-network path of the coordinate-wise kernel, written once as templates on
 // an ISA's vector traits `Simd` (types Vf / Vd of float / double lanes, static min / max on
 // them) and compiled per ISA: coordinate_avx512.cpp and coordinate_avx2.cpp include this
-// header after their `#pragma GCC target` and instantiate it with their traits.
+// header after their `#pragma GCC target` and instantiate it with their traits (intrinsic
+// types), coordinate_portable.cpp with no pragma and 16-byte vector extensions (the generic
+// path: SSE2 on x86-64, NEON on aarch64). Only vector-extension operators are used besides
+// Simd::min / max, so any GCC / Clang vector type serves.
 // Everything here has internal linkage (an unnamed namespace): each translation unit keeps
 // its own copy, compiled for its ISA.
 //

@@ -5,6 +5,15 @@
 #include <cstdint>
 #include <string>
 
+// 1 where the AVX2 and AVX-512 copies of the kernels are compiled (x86-64 with GCC or
+// Clang); elsewhere (e.g. aarch64) their files compile to nothing and the generic path
+// (vector extensions of the baseline ISA) is the only one.
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define BYZAGG_X86_ISAS 1
+#else
+#define BYZAGG_X86_ISAS 0
+#endif
+
 namespace byzagg {
 namespace cpu {
 

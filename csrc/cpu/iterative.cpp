@@ -55,6 +55,7 @@ PassKernels<T> pass_kernels() {
   const Isa asked = cpu_isa();
   const Isa isa = std::is_same_v<T, float> || std::is_same_v<T, double> ? asked : Isa::kGeneric;
   record_isa(Family::kIterative, isa);
+#if BYZAGG_X86_ISAS
   if constexpr (std::is_same_v<T, float>) {
     if (isa == Isa::kAvx512) return avx512::float_pass_kernels();
     if (isa == Isa::kAvx2) return avx2::float_pass_kernels();
@@ -62,6 +63,7 @@ PassKernels<T> pass_kernels() {
     if (isa == Isa::kAvx512) return avx512::double_pass_kernels();
     if (isa == Isa::kAvx2) return avx2::double_pass_kernels();
   }
+#endif
   return generic::pass_kernels<T>();
 }
 template PassKernels<float> pass_kernels<float>();

@@ -1,6 +1,10 @@
 // The iterative rules' block kernels (iterative_block.h) compiled for AVX-512. Only standard
 // and torch-free headers come before the target pragma, so that no shared inline code is
 // compiled for this ISA.
+// On other targets (BYZAGG_X86_ISAS is 0, isa.h) this file compiles to nothing.
+#include "isa.h"
+
+#if BYZAGG_X86_ISAS
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -27,3 +31,5 @@ PassKernels<double> double_pass_kernels() { return block_kernels<double>(); }
 }  // namespace byzagg
 
 #pragma GCC pop_options
+
+#endif  // BYZAGG_X86_ISAS

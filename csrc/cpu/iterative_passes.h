@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "isa.h"
+
 namespace byzagg {
 namespace cpu {
 
@@ -30,6 +32,7 @@ template <typename T>
 PassKernels<T> pass_kernels();
 
 // The copies compiled for AVX-512 and AVX2 (iterative_avx512.cpp, iterative_avx2.cpp).
+#if BYZAGG_X86_ISAS
 namespace avx512 {
 PassKernels<float> float_pass_kernels();
 PassKernels<double> double_pass_kernels();
@@ -38,6 +41,7 @@ namespace avx2 {
 PassKernels<float> float_pass_kernels();
 PassKernels<double> double_pass_kernels();
 }  // namespace avx2
+#endif  // BYZAGG_X86_ISAS
 
 }  // namespace cpu
 }  // namespace byzagg

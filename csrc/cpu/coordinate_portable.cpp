@@ -1,0 +1,55 @@
+// The coordinate-wise sorting-network kernel (coordinate_simd.h) compiled for the baseline
+// ISA with no target pragma: the generic path, and what an ARM CPU runs. Its vectors are
+// GCC/Clang vector extensions of 16 bytes (4 float or 2 double lanes), the width every
+// target has in registers: SSE2 on x86-64, NEON (Advanced SIMD) on aarch64. A wider vector
+// extension would not help: GCC lowers a 32-byte ?: on SSE2 lane by lane, to scalar code.
+//
+// min / max are the ternaries a < b ? a : b and a > b ? a : b, which are exactly what
+// minps / maxps (SSE, AVX2, AVX-512) compute, so every path gives the same bits, a zero's
+// sign included (equal values give b). x86 compiles them to minps / maxps; aarch64 to a
+// compare and a bit select (its fmin / fminnm order -0 below +0, which the x86 paths do
+// not). The network only sees ordered values: NaN is taken out before the sort.
+// Torch-free, so that it compiles (and is compile-checked in CI) for aarch64 without torch.
+#include <cstdint>
+
+#include "../core/window.h"
+#include "coordinate_network.h"
+#include "coordinate_simd.h"
+
+namespace byzagg {
+namespace cpu {
+namespace portable {
+namespace {
+
+struct Simd {
+  typedef float Vf __attribute__((vector_size(16)));
+  typedef double Vd __attribute__((vector_size(16)));
+  static inline __attribute__((always_inline)) Vf min(Vf a, Vf b) { return a < b ? a : b; }
+  static inline __attribute__((always_inline)) Vf max(Vf a, Vf b) { return a > b ? a : b; }
+  static inline __attribute__((always_inline)) Vd min(Vd a, Vd b) { return a < b ? a : b; }
+  static inline __attribute__((always_inline)) Vd max(Vd a, Vd b) { return a > b ? a : b; }
+};
+
+}  // namespace
+
+int64_t coordinate_columns(const float* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f,
+                           core::CoordinateRule rule, float* out) {
+  return columns<Simd, float>(rows, n, begin, end, f, rule, out);
+}
+
+int64_t coordinate_columns(const double* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f,
+                           core::CoordinateRule rule, double* out) {
+  return columns<Simd, double>(rows, n, begin, end, f, rule, out);
+}
+
+void sort_columns(const float* const* rows, int64_t n, int64_t c0, float* stage, float* sorted) {
+  bitonic_sort<Simd, float>(rows, n, c0, stage, sorted);
+}
+
+void sort_columns(const double* const* rows, int64_t n, int64_t c0, double* stage, double* sorted) {
+  bitonic_sort<Simd, double>(rows, n, c0, stage, sorted);
+}
+
+}  // namespace portable
+}  // namespace cpu
+}  // namespace byzagg
