@@ -39,11 +39,20 @@ LONG_COLUMNS = [(101, 10**6), (1001, 10**5)]
 LONG_TARGET = 3.0
 
 
-def run_isa(meta):
+def run_isa(meta, machine=None):
     """The CPU vector ISA a run's native kernels used, from its backend line ("vector ISA
-    avx2"); None for runs that did not record it."""
+    avx2"); for runs that did not record it (before issue 21), the best the run's CPU had by
+    its flags in pytest-benchmark's machine_info (the kernels always took the best then);
+    None when neither says."""
     m = re.search(r"vector ISA (\w+)", meta.get("backend", ""))
-    return m.group(1) if m else None
+    if m:
+        return m.group(1)
+    flags = set((machine or {}).get("cpu", {}).get("flags", []))
+    if not flags or not meta.get("backend", "").startswith("native CPU"):
+        return None
+    if {"avx512f", "avx512vl", "avx512bw", "avx512dq", "avx2", "fma"} <= flags:
+        return "avx512"
+    return "avx2" if {"avx2", "fma"} <= flags else "generic"
 
 
 def load(paths):
@@ -71,9 +80,15 @@ def load(paths):
             pt["run"] = path
             for rec in pt["cases"].values():
                 rec["base"] = pt["base"]  # the baselines of the case's own run
-                rec["isa"] = rec.get("isa_cap") or run_isa(meta)
+                rec["isa"] = rec.get("isa_cap") or run_isa(meta, data.get("machine_info"))
             if key in points:  # an earlier file's cases stay unless this run has them too
-                pt["cases"] = {**points[key]["cases"], **pt["cases"]}
+                earlier = dict(points[key]["cases"])
+                for (what, kind), rec in pt["cases"].items():
+                    old = earlier.get((what, kind))
+                    if old is not None and "@" not in kind and old.get("isa") and old["isa"] != rec.get("isa"):
+                        # a rerun on another vector path: the earlier path's figure is kept as its own
+                        earlier.setdefault((what, f"{kind}@{old['isa']}"), old)
+                pt["cases"] = {**earlier, **pt["cases"]}
             points[key] = pt
         for s in meta.get("skips", []):
             s["run"] = path

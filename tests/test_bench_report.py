@@ -191,3 +191,25 @@ def test_targets_per_vector_path(tmp_path):
     assert rows["trimmed_mean at n = 1001, d = 1e+05 <= 3x G.sum(0) [avx2]"] == ("MISS", "4.00x")
     # no AVX-512 case here: no AVX-512 row; the generic path has no ratio target of its own
     assert not any("[avx512]" in name or "[generic]" in name and "n = 1001" not in name for name in rows)
+
+
+def test_a_rerun_on_another_path_keeps_the_earlier_paths_figure(tmp_path):
+    """An AVX-512 run that recorded no ISA (its CPU flags say it) and a later AVX2 rerun:
+    the plain rows take the rerun, the per-path rows show both."""
+    n, d = report.TARGET
+    first = _run(tmp_path, "old.json", [_entry(n, d, "baseline", "sum", 1.0, family="baseline"),
+                                        _entry(n, d, "byzagg", "median", 1.1)], grid="quick")
+    data = json.loads(open(first).read())
+    data["byzagg"]["backend"] = "native CPU (byzagg._C, torch x): median"
+    data["machine_info"]["cpu"]["flags"] = ["avx2", "fma", "avx512f", "avx512vl", "avx512bw", "avx512dq"]
+    open(first, "w").write(json.dumps(data))
+    second = _run(tmp_path, "new.json", [_entry(n, d, "baseline", "sum", 1.0, family="baseline"),
+                                         _entry(n, d, "byzagg", "median", 1.8)], grid="quick")
+    data = json.loads(open(second).read())
+    data["byzagg"]["backend"] = "native CPU (byzagg._C, torch x, vector ISA avx2): median"
+    open(second, "w").write(json.dumps(data))
+    points, _ = report.load([first, second])
+    assert points[(n, d)]["cases"][("median", "byzagg")]["t"] == 1.8
+    rows = {name: (verdict, figure) for name, verdict, figure in report.isa_target_rows(points)}
+    assert rows["median <= 1.2x G.sum(0) [avx512]"] == ("PASS", "1.10x")
+    assert rows["median <= 2x G.sum(0) [avx2]"] == ("PASS", "1.80x")
