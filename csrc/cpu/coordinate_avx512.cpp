@@ -43,23 +43,7 @@ struct Simd {
 
 }  // namespace
 
-int64_t coordinate_columns(const float* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f,
-                           core::CoordinateRule rule, float* out) {
-  return columns<Simd, float>(rows, n, begin, end, f, rule, out);
-}
-
-int64_t coordinate_columns(const double* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f,
-                           core::CoordinateRule rule, double* out) {
-  return columns<Simd, double>(rows, n, begin, end, f, rule, out);
-}
-
-void sort_columns(const float* const* rows, int64_t n, int64_t c0, float* stage, float* sorted) {
-  bitonic_sort<Simd, float>(rows, n, c0, stage, sorted);
-}
-
-void sort_columns(const double* const* rows, int64_t n, int64_t c0, double* stage, double* sorted) {
-  bitonic_sort<Simd, double>(rows, n, c0, stage, sorted);
-}
+BYZAGG_COORDINATE_PATH_DEFINITIONS(Simd)
 
 }  // namespace avx512
 }  // namespace cpu

@@ -18,31 +18,20 @@ namespace cpu {
 // width's columns c0, c0 + 1, ... of the n rows in the NaN-last order into sorted[c * n + p],
 // with stage holding n x the vector width values (the padding is never stored). Only call
 // the variant the CPU supports (cpu_isa(), isa.h); the portable one runs everywhere.
-namespace portable {
-int64_t coordinate_columns(const float* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f,
-                           core::CoordinateRule rule, float* out);
-int64_t coordinate_columns(const double* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f,
-                           core::CoordinateRule rule, double* out);
-void sort_columns(const float* const* rows, int64_t n, int64_t c0, float* stage, float* sorted);
-void sort_columns(const double* const* rows, int64_t n, int64_t c0, double* stage, double* sorted);
-}  // namespace portable
+// The four entry points of one vector path, declared in its namespace.
+#define BYZAGG_COORDINATE_PATH(isa)                                                                       \
+  namespace isa {                                                                                         \
+  int64_t coordinate_columns(const float* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f,  \
+                             core::CoordinateRule rule, float* out);                                      \
+  int64_t coordinate_columns(const double* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f, \
+                             core::CoordinateRule rule, double* out);                                     \
+  void sort_columns(const float* const* rows, int64_t n, int64_t c0, float* stage, float* sorted);        \
+  void sort_columns(const double* const* rows, int64_t n, int64_t c0, double* stage, double* sorted);     \
+  }
+BYZAGG_COORDINATE_PATH(portable)
 #if BYZAGG_X86_ISAS
-namespace avx512 {
-int64_t coordinate_columns(const float* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f,
-                           core::CoordinateRule rule, float* out);
-int64_t coordinate_columns(const double* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f,
-                           core::CoordinateRule rule, double* out);
-void sort_columns(const float* const* rows, int64_t n, int64_t c0, float* stage, float* sorted);
-void sort_columns(const double* const* rows, int64_t n, int64_t c0, double* stage, double* sorted);
-}  // namespace avx512
-namespace avx2 {
-int64_t coordinate_columns(const float* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f,
-                           core::CoordinateRule rule, float* out);
-int64_t coordinate_columns(const double* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f,
-                           core::CoordinateRule rule, double* out);
-void sort_columns(const float* const* rows, int64_t n, int64_t c0, float* stage, float* sorted);
-void sort_columns(const double* const* rows, int64_t n, int64_t c0, double* stage, double* sorted);
-}  // namespace avx2
+BYZAGG_COORDINATE_PATH(avx512)
+BYZAGG_COORDINATE_PATH(avx2)
 #endif  // BYZAGG_X86_ISAS
 
 constexpr int64_t kMaxNetworkRows = 64;
