@@ -68,7 +68,7 @@ NAMES = LIBRARY_RULES + PAPER_VARIANTS + TEXT_VARIANTS + HARNESS_RULES
 
 # The parameters a specification may set, with their types, per name; REQUIRED must be set.
 # Parameters of the library functions that are not here are not command-line values
-# (G, f, weights, center, generator: see NOT_FROM_SPEC; tests check this table against the
+# (G, f, weights, center, generator, out: see NOT_FROM_SPEC; tests check this table against the
 # functions' signatures).
 PARAMS: dict[str, dict[str, type | tuple[str, ...]]] = {
     "average": {},
@@ -97,7 +97,7 @@ PARAMS: dict[str, dict[str, type | tuple[str, ...]]] = {
 REQUIRED = {"centered_clipping": ("tau",), "bucketing": ("s",)}
 # defaults of specification values that are not the function's own (center: a word here)
 SPEC_DEFAULTS = {("centered_clipping", "center"): "zero"}
-NOT_FROM_SPEC = ("G", "f", "weights", "generator")
+NOT_FROM_SPEC = ("G", "f", "weights", "generator", "out")
 
 PAPER_PRESET_NAMES = {"average": "average", "krum": "paper_krum", "median": "paper_median", "bulyan": "paper_bulyan"}
 PAPER_TEXT_PRESET_NAMES = {"average": "average", "krum": "text_krum", "median": "text_median", "bulyan": "text_bulyan"}
