@@ -274,7 +274,7 @@ def every_setup(setups: dict) -> str:
 
 
 def _bests(setups, attack):
-    return {o: best(setups, o, attack) for o in OPTIMIZERS if best(setups, o, attack) is not None}
+    return {o: b for o in OPTIMIZERS if (b := best(setups, o, attack)) is not None}
 
 
 def _acc(setups, o, a, rule):
@@ -495,18 +495,24 @@ def _seeds(setups: dict) -> list[int]:
     return sorted({r["config"]["seed"] for runs in setups.values() for r in runs})
 
 
-def _folder_of(results_dirs, study) -> Path | None:
-    for folder in results_dirs:
-        if any(study_of(r["config"]) == study[:2] and r["config"]["dataset"] == study[2] for r in load(folder)):
-            return Path(folder)
+def load_by_folder(results_dirs) -> dict[Path, list[dict]]:
+    """The study's runs of each folder, each folder read once."""
+    return {Path(folder): load(folder) for folder in results_dirs}
+
+
+def _folder_of(by_folder: dict[Path, list[dict]], study) -> Path | None:
+    for folder, runs in by_folder.items():
+        if any(study_of(r["config"]) == study[:2] and r["config"]["dataset"] == study[2] for r in runs):
+            return folder
     return None
 
 
-def section(results_dirs, out: Path, figure_prefix: str | None = None, plots: bool = True) -> str:
+def section(by_folder: dict[Path, list[dict]], out: Path, figure_prefix: str | None = None, plots: bool = True) -> str:
+    """by_folder: load_by_folder(the grids' folders)."""
     from .report import grid_wall_text
 
-    results_dirs = [Path(p) for p in results_dirs]
-    results = load(results_dirs)
+    results_dirs = list(by_folder)
+    results = [r for runs in by_folder.values() for r in runs]
     if not results:
         raise ValueError(f"no run of the Adam study under {', '.join(map(str, results_dirs))}")
     studies = group(results)
@@ -546,9 +552,9 @@ def section(results_dirs, out: Path, figure_prefix: str | None = None, plots: bo
             "",
             every_setup(setups),
         ]
-        folder = _folder_of(results_dirs, study)
+        folder = _folder_of(by_folder, study)
         if folder is not None:
-            own = [r for r in load(folder) if study_of(r["config"]) == (family, split)]
+            own = [r for r in by_folder[folder] if study_of(r["config"]) == (family, split)]
             text += ["Wall time: " + grid_wall_text(folder, own) + ".", ""]
     return "\n".join(text)
 
@@ -559,11 +565,12 @@ def make_report(results_dirs, out_dir=None, doc: str | Path | None = None, plots
     results_dirs = [results_dirs] if isinstance(results_dirs, (str, Path)) else list(results_dirs)
     out = Path(out_dir or Path(results_dirs[0]) / "report")
     out.mkdir(parents=True, exist_ok=True)
-    text = "# The Adam study (Fabris, Chapter 4)\n\n" + section(results_dirs, out, plots=plots)
+    by_folder = load_by_folder(results_dirs)
+    text = "# The Adam study (Fabris, Chapter 4)\n\n" + section(by_folder, out, plots=plots)
     written = write_study_report(
-        out, text, doc, lambda link: section(results_dirs, out, figure_prefix=link, plots=False), BEGIN_MARKER, END_MARKER
+        out, text, doc, lambda link: section(by_folder, out, figure_prefix=link, plots=False), BEGIN_MARKER, END_MARKER
     )
-    return {"runs": len(load(results_dirs)), **written}
+    return {"runs": sum(len(runs) for runs in by_folder.values()), **written}
 
 
 def main(argv=None) -> int:

@@ -514,9 +514,12 @@ def _steepness(groups) -> str:
     )
 
 
-def section(results_dir, figure_link: str | None = None, out: Path | None = None, plots: bool = True) -> str:
+def section(
+    results_dir, figure_link: str | None = None, out: Path | None = None, plots: bool = True, results: list[dict] | None = None
+) -> str:
+    """results: load(results_dir), when the caller has read them already."""
     results_dir = Path(results_dir)
-    results = load(results_dir)
+    results = load(results_dir) if results is None else results
     if not results:
         raise ValueError(f"no run of the BrSGD study (model {MODEL}) under {results_dir}")
     groups = group(results)
@@ -660,12 +663,14 @@ def make_report(results_dir, out_dir=None, doc: str | Path | None = None, plots:
     results_dir = Path(results_dir)
     out = Path(out_dir or results_dir / "report")
     out.mkdir(parents=True, exist_ok=True)
-    text = section(results_dir, out=out, plots=plots)
+    results = load(results_dir)  # read once, for the report and the doc's section
+    text = section(results_dir, out=out, plots=plots, results=results)
     written = write_study_report(
-        out, text, doc, lambda link: section(results_dir, figure_link=f"{link}/brsgd-figure3.png", out=out, plots=False),
+        out, text, doc,
+        lambda link: section(results_dir, figure_link=f"{link}/brsgd-figure3.png", out=out, plots=False, results=results),
         BEGIN_MARKER, END_MARKER,
     )  # fmt: skip
-    return {"runs": len(load(results_dir)), **written}
+    return {"runs": len(results), **written}
 
 
 def main(argv=None) -> int:
