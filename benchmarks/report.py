@@ -324,7 +324,8 @@ def isa_target_rows(points):
                     rows.append((f"{r} <= {lim:g}x G.sum(0) [{isa}]", "PASS" if ratio <= lim else "MISS", f"{ratio:.2f}x"))
         for r in PORTABLE_RULES:
             paths = _by_path(pt, r)
-            if "generic" in paths and "avx2" in paths:
+            # both paths from one run (its baselines are one dict): ratios within a run only
+            if "generic" in paths and "avx2" in paths and paths["generic"]["base"] is paths["avx2"]["base"]:
                 ratio = paths["generic"]["t"] / paths["avx2"]["t"]
                 s = paths["generic"]["base"].get("sum")
                 extra = f" ({paths['generic']['t'] / s:.2f}x G.sum(0))" if s else ""
