@@ -349,7 +349,9 @@ def claims_homogeneous(setups: dict) -> list[tuple[str, str, str]]:
     return rows
 
 
-def _dominating(setups, optimizers, claim):
+def _best_rule_shares(setups, optimizers) -> tuple[dict[str, float], int]:
+    """How many (optimiser, attack) cells each rule is best in (a tie shares its cell), and
+    the number of cells that ran."""
     counts: dict[str, float] = defaultdict(float)
     cells = 0
     for o in optimizers:
@@ -360,6 +362,11 @@ def _dominating(setups, optimizers, claim):
             cells += 1
             for rule in b[1]:
                 counts[rule] += 1 / len(b[1])
+    return counts, cells
+
+
+def _dominating(setups, optimizers, claim):
+    counts, cells = _best_rule_shares(setups, optimizers)
     if not cells:
         return claim, "no runs", "not tested"
     top = max(counts.values())
@@ -426,14 +433,8 @@ def claims_heterogeneous(setups: dict) -> list[tuple[str, str, str]]:
 
 
 def _cwm_cwtm(setups):
-    cells, hits = 0, 0.0
-    for o in OPTIMIZERS:
-        for a in ATTACKS[1:]:
-            b = best(setups, o, a)
-            if b is None:
-                continue
-            cells += 1
-            hits += sum(r in ("median", "trimmed_mean") for r in b[1]) / len(b[1])
+    counts, cells = _best_rule_shares(setups, OPTIMIZERS)
+    hits = counts.get("median", 0.0) + counts.get("trimmed_mean", 0.0)
     return (
         "the table is dominated by CWM and CWTM (Table 4.2: 13 of 20 cells)",
         f"CWM or CWTM best in {hits:g} of {cells} (optimiser, attack) cells (a tie shares its cell)",
