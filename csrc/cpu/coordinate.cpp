@@ -90,18 +90,28 @@ int64_t bitonic_columns(cpu::Isa isa, const acc_t* const* rows, int64_t n, int64
   const int64_t bytes = isa == cpu::Isa::kAvx512 ? 64 : (isa == cpu::Isa::kAvx2 ? 32 : 16);
   const int64_t lanes = bytes / static_cast<int64_t>(sizeof(acc_t));
   std::vector<acc_t> stage(static_cast<size_t>(n * lanes));  // rows >= n are never touched
-  std::vector<acc_t> sorted(static_cast<size_t>(n * lanes));
+  // The columns are read a tile at a time into a buffer of at most 256 KiB that stays in
+  // the cache: 256 to 1024 bytes of each row at once rather than one vector of each of n
+  // rows far apart, which the hardware prefetcher does not follow.
+  const int64_t tile_bytes = std::clamp<int64_t>((int64_t(256) << 10) / n / 64 * 64, 256, 1024);
+  const int64_t tile_columns = tile_bytes / static_cast<int64_t>(sizeof(acc_t));
+  std::vector<acc_t> tile(static_cast<size_t>(n * tile_columns));
+  std::vector<const acc_t*> tile_rows(static_cast<size_t>(n));
+  for (int64_t r = 0; r < n; ++r) tile_rows[r] = tile.data() + r * tile_columns;
   int64_t c0 = begin;
-  for (; c0 + lanes <= end; c0 += lanes) {
-    switch (isa) {
+  while (c0 + lanes <= end) {
+    const int64_t width = std::min(tile_columns, (end - c0) / lanes * lanes);
+    for (int64_t r = 0; r < n; ++r) std::copy(rows[r] + c0, rows[r] + c0 + width, tile.data() + r * tile_columns);
+    for (int64_t c = 0; c < width; c += lanes) {
+      switch (isa) {
 #if BYZAGG_X86_ISAS
-      case cpu::Isa::kAvx512: cpu::avx512::sort_columns(rows, n, c0, stage.data(), sorted.data()); break;
-      case cpu::Isa::kAvx2: cpu::avx2::sort_columns(rows, n, c0, stage.data(), sorted.data()); break;
+        case cpu::Isa::kAvx512: cpu::avx512::long_columns(tile_rows.data(), n, c, f, rule, stage.data(), out + c0 + c); break;
+        case cpu::Isa::kAvx2: cpu::avx2::long_columns(tile_rows.data(), n, c, f, rule, stage.data(), out + c0 + c); break;
 #endif
-      default: cpu::portable::sort_columns(rows, n, c0, stage.data(), sorted.data());
+        default: cpu::portable::long_columns(tile_rows.data(), n, c, f, rule, stage.data(), out + c0 + c);
+      }
     }
-    for (int64_t l = 0; l < lanes; ++l)
-      out[c0 + l] = core::coordinate_rule_of_sorted(sorted.data() + l * n, n, f, rule);
+    c0 += width;
   }
   return c0;
 }

@@ -30,6 +30,7 @@ namespace {
 struct Simd {
   using Vf = __m256;
   using Vd = __m256d;
+  static constexpr int kMergeRows = 8;  // rows a pass of the long-column merges holds in registers
   static inline __attribute__((always_inline)) Vf min(Vf a, Vf b) { return _mm256_min_ps(a, b); }
   static inline __attribute__((always_inline)) Vf max(Vf a, Vf b) { return _mm256_max_ps(a, b); }
   static inline __attribute__((always_inline)) Vd min(Vd a, Vd b) { return _mm256_min_pd(a, b); }

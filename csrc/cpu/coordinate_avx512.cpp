@@ -35,6 +35,7 @@ namespace {
 struct Simd {
   using Vf = __m512;
   using Vd = __m512d;
+  static constexpr int kMergeRows = 16;  // rows a pass of the long-column merges holds in registers
   static inline __attribute__((always_inline)) Vf min(Vf a, Vf b) { return _mm512_min_ps(a, b); }
   static inline __attribute__((always_inline)) Vf max(Vf a, Vf b) { return _mm512_max_ps(a, b); }
   static inline __attribute__((always_inline)) Vd min(Vd a, Vd b) { return _mm512_min_pd(a, b); }

@@ -25,8 +25,10 @@ namespace cpu {
                              core::CoordinateRule rule, float* out);                                      \
   int64_t coordinate_columns(const double* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f, \
                              core::CoordinateRule rule, double* out);                                     \
-  void sort_columns(const float* const* rows, int64_t n, int64_t c0, float* stage, float* sorted);        \
-  void sort_columns(const double* const* rows, int64_t n, int64_t c0, double* stage, double* sorted);     \
+  void long_columns(const float* const* rows, int64_t n, int64_t c0, int64_t f, core::CoordinateRule rule, \
+                    float* stage, float* out);                                                            \
+  void long_columns(const double* const* rows, int64_t n, int64_t c0, int64_t f, core::CoordinateRule rule, \
+                    double* stage, double* out);                                                          \
   }
 BYZAGG_COORDINATE_PATH(portable)
 #if BYZAGG_X86_ISAS

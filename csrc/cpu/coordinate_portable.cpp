@@ -24,6 +24,7 @@ namespace {
 struct Simd {
   typedef float Vf __attribute__((vector_size(16)));
   typedef double Vd __attribute__((vector_size(16)));
+  static constexpr int kMergeRows = 8;  // rows a pass of the long-column merges holds in registers
   static inline __attribute__((always_inline)) Vf min(Vf a, Vf b) { return a < b ? a : b; }
   static inline __attribute__((always_inline)) Vf max(Vf a, Vf b) { return a > b ? a : b; }
   static inline __attribute__((always_inline)) Vd min(Vd a, Vd b) { return a < b ? a : b; }

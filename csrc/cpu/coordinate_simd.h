@@ -106,11 +106,39 @@ BYZAGG_ALWAYS_INLINE void copy_lanes(V* to, const V* from, std::index_sequence<I
   ((to[I] = from[I]), ...);
 }
 
+// The window of a rule other than the median over the sorted values of a block's lanes,
+// at(p) giving data position p (0 <= p < n, NaN already put back): exactly the arithmetic of
+// core/window.h, lane by lane.
+template <class Simd, typename acc_t, typename At>
+BYZAGG_ALWAYS_INLINE Vec<Simd, acc_t> sorted_window(At at, int64_t n, int64_t f, core::CoordinateRule rule) {
+  using V = Vec<Simd, acc_t>;
+  const V zero = V{};
+  auto range_sum = [&](int64_t begin, int64_t end) {
+    V sum = zero;
+    for (int64_t p = begin; p < end; ++p) sum = sum + at(p);
+    return sum;
+  };
+  const int64_t middle = n - 2 * f;
+  if (rule == core::CoordinateRule::kTrimmedMean) return range_sum(f, n - f) / acc_t(middle);
+  const V center = rule == core::CoordinateRule::kMeaMed
+                       ? (n % 2 == 1 ? at(n / 2) : (at(n / 2 - 1) + at(n / 2)) / acc_t(2))
+                       : range_sum(f, n - f) / acc_t(middle);
+  const int64_t k = n - f;
+  V start = zero;
+  for (int64_t s = 0; s < n - k; ++s) start = (at(s + k) - center) < (center - at(s)) ? start + acc_t(1) : start;
+  const V stop = start + acc_t(k);
+  V sum = zero;
+  for (int64_t p = 0; p < n; ++p) {
+    const V position = zero + acc_t(p);
+    sum = (position >= start) & (position < stop) ? sum + at(p) : sum;
+  }
+  return sum / acc_t(k);
+}
+
 template <class Simd, int P, core::NetworkOutputs Outputs, typename acc_t>
 BYZAGG_ALWAYS_INLINE void network_block(const acc_t* const* rows, int64_t c0, int n, int64_t f,
                                         core::CoordinateRule rule, acc_t* out) {
   using V = Vec<Simd, acc_t>;
-  using core::CoordinateRule;
   const V zero = V{};
   const V nan = zero + std::numeric_limits<acc_t>::quiet_NaN();
   const int low = Outputs == core::NetworkOutputs::kMiddle ? P / 2 - (n + 1) / 2 : 0;
@@ -136,28 +164,7 @@ BYZAGG_ALWAYS_INLINE void network_block(const acc_t* const* rows, int64_t c0, in
     if (has_nan) {
       for (int p = 0; p < n; ++p) v[p] = with_nan(v[p], p);
     }
-    auto range_sum = [&](int64_t begin, int64_t end) {
-      V sum = zero;
-      for (int64_t p = begin; p < end; ++p) sum = sum + v[p];
-      return sum;
-    };
-    const int64_t middle = n - 2 * f;
-    if (rule == CoordinateRule::kTrimmedMean) {
-      result = range_sum(f, n - f) / acc_t(middle);
-    } else {
-      const V center = rule == CoordinateRule::kMeaMed ? (n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / acc_t(2))
-                                                       : range_sum(f, n - f) / acc_t(middle);
-      const int64_t k = n - f;
-      V start = zero;
-      for (int64_t s = 0; s < n - k; ++s) start = (v[s + k] - center) < (center - v[s]) ? start + acc_t(1) : start;
-      const V stop = start + acc_t(k);
-      V sum = zero;
-      for (int p = 0; p < n; ++p) {
-        const V position = zero + acc_t(p);
-        sum = (position >= start) & (position < stop) ? sum + v[p] : sum;
-      }
-      result = sum / acc_t(k);
-    }
+    result = sorted_window<Simd, acc_t>([&](int64_t p) { return v[p]; }, n, f, rule);
   }
   std::memcpy(out, &result, sizeof(V));
 }
@@ -177,56 +184,159 @@ __attribute__((noinline)) void network_columns(const acc_t* const* rows, int n, 
 
 // Longer columns (kMaxNetworkRows < n <= kMaxBitonicRows): a block of kLanes columns is
 // staged in memory (NaN replaced by +inf and counted per lane as above) and sorted by a
-// bitonic network of run-time size for P = bitonic_rows(n) rows, a power of two, in the
-// form where every compare-exchange puts the lesser value at the lower row (each merge
-// starts by comparing row i with its mirror in the block): rows n .. P - 1 would hold +inf
-// padding, which such a comparator never moves, so the comparators that touch them are
-// skipped and the padding is never stored. Each compare-exchange is one min and one max
-// over the lanes. The columns come out one after another in NaN-last order for the caller
-// to apply the window (core/window.h) to; min/max leave a zero's sign aside, as above.
-template <class Simd, typename acc_t>
-__attribute__((noinline)) void bitonic_sort(const acc_t* const* rows, int64_t n, int64_t c0, acc_t* stage,
-                                            acc_t* sorted) {
+// bitonic merge sort for P = bitonic_rows(n) rows, a power of two:
+// - every chunk of kLongChunkRows rows is sorted in registers by Batcher's network, as a
+//   short column is (the last chunk padded with +inf);
+// - the chunks are merged by bitonic merges of 2 x kLongChunkRows, 4 x, ... P rows, in the
+//   form where every compare-exchange puts the lesser value at the lower row (each merge
+//   starts by comparing row i with its mirror in the block): rows n .. P - 1 would hold
+//   +inf padding, which such a comparator never moves, so the comparators that touch them
+//   are skipped and the padding is never stored. A merge's steps of stride >= R go over the
+//   staged block in memory; its last steps (strides R / 2 .. 1) stay within R rows and are
+//   done R rows at a time in registers.
+// The comparators do not depend on the ISA or on R, so neither does the order of equal
+// values (min/max leave a zero's sign aside, as above). The window is then applied lane by
+// lane from the staged block with the arithmetic of core/window.h.
+constexpr int kLongChunkRows = 32;
+
+// The steps of a bitonic merge over W rows (W a power of two) in the mirror form: with
+// kMirror, row q against row W - 1 - q, then the strides W / 4, ..., 1; without, the strides
+// W / 2, ..., 1 (the half-cleaners: row i against row i + stride where i & stride == 0).
+template <int W, bool kMirror>
+struct MergeSteps {
+  static constexpr int count() {
+    int steps = 0;
+    for (int j = W / 2; j > 0; j >>= 1) ++steps;
+    return steps * (W / 2);
+  }
+  static constexpr int kCount = count();
+  struct Built {
+    core::Comparator comparators[kCount];
+  };
+  static constexpr Built build() {
+    Built built{};
+    int c = 0;
+    for (int j = W / 2; j > 0; j >>= 1) {
+      for (int i = 0; i < W; ++i) {
+        if (kMirror && j == W / 2) {
+          if (i < W / 2) built.comparators[c++] = core::Comparator{i, W - 1 - i};
+        } else if ((i & j) == 0) {
+          built.comparators[c++] = core::Comparator{i, i + j};
+        }
+      }
+    }
+    return built;
+  }
+  static constexpr Built kBuilt = build();
+};
+
+template <class Simd, int W, bool kMirror, typename V, std::size_t... I>
+BYZAGG_ALWAYS_INLINE void merge_lanes(V* x, std::index_sequence<I...>) {
+  using Net = MergeSteps<W, kMirror>;
+  (exchange<Simd>(x[Net::kBuilt.comparators[I].lo], x[Net::kBuilt.comparators[I].hi]), ...);
+}
+
+// One pass over the staged block of n rows doing W / 2 ... steps of a merge at once, W rows
+// at a time in registers (rows >= n are +inf padding: loaded as such, never stored).
+// kMirror: the first log2(W) steps of the merge of k rows (the mirror step, then the strides
+// k / 4, ..., k / W); the group of t < k / W in the block at i0 is the rows
+// i0 + t + q k / W and their mirrors. Otherwise: the half-cleaners of strides j, j / 2, ...,
+// j / (W / 2); the group at base i0 + t (t < j / (W / 2)) is the rows base + q j / (W / 2).
+// Only the blocks that hold a row of [first, last] are done (the median's last merge).
+template <class Simd, int W, bool kMirror, typename acc_t>
+BYZAGG_ALWAYS_INLINE void merge_pass(acc_t* stage, int64_t n, int64_t span, int64_t first, int64_t last) {
   using V = Vec<Simd, acc_t>;
   constexpr int L = kLanes<Simd, acc_t>;
-  const int64_t P = bitonic_rows(n);
-  const V zero = V{};
-  const V pos_inf = zero + std::numeric_limits<acc_t>::infinity();
-  auto store = [](acc_t* p, V v) { std::memcpy(p, &v, sizeof(V)); };
-  auto exchange_rows = [&](int64_t lo, int64_t hi) {
-    acc_t* a = stage + lo * L;
-    acc_t* b = stage + hi * L;
-    const V x = load_lanes<V, acc_t>(a), y = load_lanes<V, acc_t>(b);
-    store(a, Simd::min(x, y));
-    store(b, Simd::max(x, y));
-  };
-  V count = zero;
-  for (int64_t r = 0; r < n; ++r) {
-    const V x = load_lanes<V, acc_t>(rows[r] + c0);
-    count = x != x ? count + acc_t(1) : count;
-    store(stage + r * L, x != x ? pos_inf : x);
-  }
-  for (int64_t k = 2; k <= P; k <<= 1) {
-    // merge step 1: row i0 + t against its mirror i0 + k - 1 - t (< n)
-    for (int64_t i0 = 0; i0 < n; i0 += k) {
-      for (int64_t t = i0 + k > n ? i0 + k - n : 0; t < k / 2; ++t) exchange_rows(i0 + t, i0 + k - 1 - t);
-    }
-    // then half-cleaners: row i against row i + j (< n)
-    for (int64_t j = k >> 2; j > 0; j >>= 1) {
-      for (int64_t i0 = 0; i0 + j < n; i0 += 2 * j) {
-        const int64_t stop = n - j - i0 < j ? n - j - i0 : j;
-        for (int64_t t = 0; t < stop; ++t) exchange_rows(i0 + t, i0 + t + j);
+  const V pos_inf = V{} + std::numeric_limits<acc_t>::infinity();
+  const int64_t step = kMirror ? span / W : span / (W / 2);  // the least stride of the group
+  const int64_t block = kMirror ? span : 2 * span;
+  int64_t row[W];
+  V x[W];
+  for (int64_t i0 = first / block * block; i0 < n && i0 <= last; i0 += block) {
+    for (int64_t t = 0; t < step && i0 + t < n; ++t) {
+#pragma GCC unroll 32
+      for (int q = 0; q < W; ++q) {
+        if (kMirror) {
+          row[q] = q < W / 2 ? i0 + t + q * step : i0 + span / 2 + (step - 1 - t) + (q - W / 2) * step;
+        } else {
+          row[q] = i0 + t + q * step;
+        }
+      }
+#pragma GCC unroll 32
+      for (int q = 0; q < W; ++q) x[q] = row[q] < n ? load_lanes<V, acc_t>(stage + row[q] * L) : pos_inf;
+      merge_lanes<Simd, W, kMirror>(x, std::make_index_sequence<MergeSteps<W, kMirror>::kCount>{});
+#pragma GCC unroll 32
+      for (int q = 0; q < W; ++q) {
+        if (row[q] < n) std::memcpy(stage + row[q] * L, &x[q], sizeof(V));
       }
     }
   }
-  acc_t counts[L];
-  std::memcpy(counts, &count, sizeof(V));
-  for (int l = 0; l < L; ++l) {
-    acc_t* column = sorted + l * n;
-    const int64_t first_nan = n - static_cast<int64_t>(counts[l]);
-    for (int64_t p = 0; p < n; ++p)
-      column[p] = p < first_nan ? stage[p * L + l] : std::numeric_limits<acc_t>::quiet_NaN();
+}
+
+// The half-cleaners of strides j, j / 2, ..., 1, up to log2(W) of them a pass, in the blocks
+// that hold a row of [first, last].
+template <class Simd, int W, typename acc_t>
+BYZAGG_ALWAYS_INLINE void half_clean(acc_t* stage, int64_t n, int64_t j, int64_t first, int64_t last) {
+  while (j >= W / 2) {
+    merge_pass<Simd, W, false>(stage, n, j, first, last);
+    j /= W;
   }
+  if constexpr (W > 2) {
+    if (j >= 1) half_clean<Simd, W / 2>(stage, n, j, first, last);
+  }
+}
+
+// Stores x[I] at to + I * kLanes for I < m.
+template <typename V, typename acc_t, std::size_t... I>
+BYZAGG_ALWAYS_INLINE void store_rows(acc_t* to, const V* x, int m, std::index_sequence<I...>) {
+  constexpr int L = static_cast<int>(sizeof(V) / sizeof(acc_t));
+  ((static_cast<int>(I) < m ? (void)std::memcpy(to + I * L, &x[I], sizeof(V)) : (void)0), ...);
+}
+
+template <class Simd, typename acc_t>
+__attribute__((noinline)) void long_block(const acc_t* const* rows, int64_t n, int64_t c0, int64_t f,
+                                          core::CoordinateRule rule, acc_t* stage, acc_t* out) {
+  using V = Vec<Simd, acc_t>;
+  constexpr int L = kLanes<Simd, acc_t>;
+  constexpr int C = kLongChunkRows;
+  constexpr int W = Simd::kMergeRows;
+  const int64_t P = bitonic_rows(n);
+  const V zero = V{};
+  const V nan = zero + std::numeric_limits<acc_t>::quiet_NaN();
+  auto store = [](acc_t* p, V v) { std::memcpy(p, &v, sizeof(V)); };
+  // The chunks, sorted in registers.
+  V nan_count = zero;
+  for (int64_t s = 0; s < n; s += C) {
+    const int m = static_cast<int>(n - s < C ? n - s : C);
+    V x[C];
+    if (any_lane<Simd, acc_t>(load_block<V>(x, rows + s, c0, 0, m, std::make_index_sequence<C>{})))
+      nan_count = nan_count + take_out_nan<V, acc_t>(x, std::make_index_sequence<C>{});
+    sort_lanes<Simd, C, core::NetworkOutputs::kAll>(
+        x, std::make_index_sequence<core::SortingNetwork<C, core::NetworkOutputs::kAll>::kCount>{});
+    store_rows<V>(stage + s * L, x, m, std::make_index_sequence<C>{});
+  }
+  // The merges: of 2C rows, 4C, ..., P. After the last one's mirror step each row is in
+  // its final half, and so on down: the median's last merge does only the blocks that hold
+  // its rows (n - 1) / 2 and n / 2.
+  for (int64_t k = 2 * C; k <= P; k <<= 1) {
+    merge_pass<Simd, W, true>(stage, n, k, 0, n);
+    const bool median = k == P && rule == core::CoordinateRule::kMedian;
+    half_clean<Simd, W>(stage, n, k / W / 2, median ? (n - 1) / 2 : 0, median ? n / 2 : n);
+  }
+  // The window, lane by lane; data position p held NaN if p >= n - nan_count.
+  const bool has_nan = any_lane<Simd, acc_t>(nan_count);
+  auto at = [&](int64_t p) {
+    const V v = load_lanes<V, acc_t>(stage + p * L);
+    return has_nan && nan_count >= acc_t(n - p) ? nan : v;
+  };
+  V result;
+  if (rule == core::CoordinateRule::kMedian) {
+    const V a = at((n - 1) / 2);
+    result = n % 2 == 1 ? a : (a + at(n / 2)) / acc_t(2);
+  } else {
+    result = sorted_window<Simd, acc_t>(at, n, f, rule);
+  }
+  store(out, result);
 }
 
 template <class Simd, typename acc_t>
@@ -266,9 +376,11 @@ int64_t columns(const acc_t* const* rows, int64_t n, int64_t begin, int64_t end,
                              core::CoordinateRule rule, double* out) {                                    \
     return columns<Simd, double>(rows, n, begin, end, f, rule, out);                                      \
   }                                                                                                       \
-  void sort_columns(const float* const* rows, int64_t n, int64_t c0, float* stage, float* sorted) {       \
-    bitonic_sort<Simd, float>(rows, n, c0, stage, sorted);                                                \
+  void long_columns(const float* const* rows, int64_t n, int64_t c0, int64_t f, core::CoordinateRule rule, \
+                    float* stage, float* out) {                                                           \
+    long_block<Simd, float>(rows, n, c0, f, rule, stage, out);                                            \
   }                                                                                                       \
-  void sort_columns(const double* const* rows, int64_t n, int64_t c0, double* stage, double* sorted) {    \
-    bitonic_sort<Simd, double>(rows, n, c0, stage, sorted);                                               \
+  void long_columns(const double* const* rows, int64_t n, int64_t c0, int64_t f, core::CoordinateRule rule, \
+                    double* stage, double* out) {                                                         \
+    long_block<Simd, double>(rows, n, c0, f, rule, stage, out);                                           \
   }
