@@ -181,34 +181,46 @@ def test_coordinate_ops_other_isas(isa):
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]
 
 
-LONG_COLUMNS_CODE = """
-import sys, torch, byzagg
-g = torch.Generator().manual_seed(7)
+# The long-column cases (64 < n <= 4096 and one beyond), built by the same code in the test's
+# subprocesses and in the test: d > 256 columns makes several tiles of the kernel's column
+# buffer (256 to 1024 bytes of a row at a time), with a tail of fewer than a vector.
+LONG_CASES_CODE = """
+import torch
+def long_cases():
+    g = torch.Generator().manual_seed(7)
+    shapes = ((65, 203), (65, 600), (100, 203), (128, 70), (129, 203), (257, 90), (1001, 37), (1001, 150),
+              (4096, 33), (4097, 17))
+    for n, d in shapes:
+        for dtype in (torch.float32, torch.float64):
+            for kind in ("randn", "ties", "nonfinite", "nan-count"):
+                if kind == "nan-count":  # column c: about n / 2 - d / 2 + c NaN rows, so the middle crosses them
+                    G = torch.randn(n, d, generator=g, dtype=dtype)
+                    for c in range(d):
+                        G[: max(0, min(n, n // 2 - d // 2 + c)), c] = float("nan")
+                elif kind == "randn":
+                    G = torch.randn(n, d, generator=g, dtype=dtype)
+                elif kind == "ties":
+                    G = torch.randint(-3, 4, (n, d), generator=g).to(dtype)
+                    G[:, ::3] = -0.0
+                else:
+                    G = torch.randn(n, d, generator=g, dtype=dtype)
+                    k = (n - 1) // 2
+                    G[:k, ::5] = float("nan")
+                    G[n - 1, 1::4] = float("inf")
+                    G[0, 2::4] = -float("inf")
+                    G[1:n // 3, 3::7] = float("nan")
+                yield (n, d, str(dtype), kind), G
+"""
+
+LONG_COLUMNS_CODE = LONG_CASES_CODE + """
+import sys, byzagg
 out = {}
-for n, d in ((65, 203), (100, 203), (128, 70), (129, 203), (257, 90), (1001, 37), (4096, 33), (4097, 17)):
-    for dtype in (torch.float32, torch.float64):
-        for kind in ("randn", "ties", "nonfinite", "nan-count"):
-            if kind == "nan-count":  # column c: about n / 2 - d / 2 + c NaN rows, so the middle crosses them
-                G = torch.randn(n, d, generator=g, dtype=dtype)
-                for c in range(d):
-                    G[: max(0, min(n, n // 2 - d // 2 + c)), c] = float("nan")
-            elif kind == "randn":
-                G = torch.randn(n, d, generator=g, dtype=dtype)
-            elif kind == "ties":
-                G = torch.randint(-3, 4, (n, d), generator=g).to(dtype)
-                G[:, ::3] = -0.0
-            else:
-                G = torch.randn(n, d, generator=g, dtype=dtype)
-                k = (n - 1) // 2
-                G[:k, ::5] = float("nan")
-                G[n - 1, 1::4] = float("inf")
-                G[0, 2::4] = -float("inf")
-                G[1:n // 3, 3::7] = float("nan")
-            fmax = (n - 1) // 2
-            for op in ("median", "trimmed_mean", "meamed", "phocas"):
-                for f in ([0] if op == "median" else sorted({0, fmax // 2, fmax})):
-                    a = () if op == "median" else (f,)
-                    out[(n, d, str(dtype), kind, op, f)] = getattr(torch.ops.byzagg, op)(G, *a)
+for key, G in long_cases():
+    fmax = (key[0] - 1) // 2
+    for op in ("median", "trimmed_mean", "meamed", "phocas"):
+        for f in ([0] if op == "median" else sorted({0, fmax // 2, fmax})):
+            a = () if op == "median" else (f,)
+            out[key + (op, f)] = getattr(torch.ops.byzagg, op)(G, *a)
 # half precision (widened to float a block of 256 columns at a time, so d >= 512)
 h = torch.Generator().manual_seed(8)
 for n, d in ((129, 600), (1001, 520)):
@@ -227,11 +239,11 @@ print("ok")
 
 
 def test_coordinate_long_columns_every_isa(tmp_path):
-    """64 < n <= 4096: the bitonic network over SIMD lanes (AVX-512, AVX2) gives the scalar
-    path's values (n = 4097 takes the scalar path everywhere), with NaN, infinities, ties and
-    signed zeros, float and double (and half precision, widened in blocks), every f class;
-    and the scalar path matches the reference.
-    (On a CPU without AVX2 every run takes the scalar path.)"""
+    """64 < n <= 4096: the merge sort over SIMD lanes (AVX-512, AVX2, the portable vectors)
+    gives the same values on every ISA (n = 4097 takes the scalar path everywhere), with NaN,
+    infinities, ties and signed zeros, float and double (and half precision, widened in
+    blocks), every f class, several column tiles; and every float and double case matches
+    the reference."""
     require_native("cpu")
     import subprocess
     import sys
@@ -252,19 +264,16 @@ def test_coordinate_long_columns_every_isa(tmp_path):
         for isa in ("best", "avx2"):
             got = results[isa][key]
             same = (got == want) | (torch.isnan(got) & torch.isnan(want))
-            assert bool(same.all()), f"{isa} vs scalar at {key}: {got[~same][:4].tolist()} vs {want[~same][:4].tolist()}"
-    # the scalar path against the reference (the ISA paths equal it, above)
-    g = torch.Generator().manual_seed(7)
-    for n, d in ((65, 203), (100, 203), (128, 70), (129, 203)):
-        for dtype in (torch.float32, torch.float64):
-            G = torch.randn(n, d, generator=g, dtype=dtype)  # the first case of LONG_COLUMNS_CODE's sequence
-            fmax = (n - 1) // 2
-            for op in COORDINATE_OPS:
-                for f in ([0] if op == "median" else sorted({0, fmax // 2, fmax})):
-                    a = op_args(op, G, f)
-                    assert_close(results["generic"][(n, d, str(dtype), "randn", op, f)], getattr(reference, op)(G, *a),
-                                 dtype, f"{op} n={n} f={f} {dtype}")
-            # keep the generator in step with LONG_COLUMNS_CODE (ties, nonfinite, nan-count)
-            torch.randint(-3, 4, (n, d), generator=g)
-            torch.randn(n, d, generator=g, dtype=dtype)
-            torch.randn(n, d, generator=g, dtype=dtype)
+            assert bool(same.all()), f"{isa} vs generic at {key}: {got[~same][:4].tolist()} vs {want[~same][:4].tolist()}"
+    # every float and double case against the reference (the ISA paths equal it, above)
+    scope = {}
+    exec(LONG_CASES_CODE, scope)
+    checked = 0
+    for key, G in scope["long_cases"]():
+        fmax = (key[0] - 1) // 2
+        for op in COORDINATE_OPS:
+            for f in ([0] if op == "median" else sorted({0, fmax // 2, fmax})):
+                assert_close(results["generic"][key + (op, f)], getattr(reference, op)(G, *op_args(op, G, f)),
+                             G.dtype, f"{op} {key} f={f}")
+                checked += 1
+    assert checked == len([k for k in results["generic"] if k[3] != "half"])

@@ -8,8 +8,9 @@
 // x86-64, NEON on aarch64; coordinate_portable.cpp). It uses the arithmetic of window.h in
 // the same order, so it gives the scalar path's values (a zero's sign aside: min/max do not
 // order -0 and +0; the vector paths agree with one another on it too).
-// 64 < n <= 4096 (every ISA): the same with a bitonic network of run-time size over
-// a block of columns staged in memory (coordinate_simd.h). Half precision is widened
+// 64 < n <= 4096 (every ISA): a merge sort over a block of columns staged in memory
+// (coordinate_simd.h: chunks of 32 rows sorted in registers, then bitonic merges a few steps
+// a pass), the columns read a tile at a time into a buffer that stays in the cache. Half precision is widened
 // to float a block of columns at a time for both, and the last columns of a range (fewer
 // than a vector) are staged into a padded block, so that every column takes the vector
 // path. n = 1 and n > 4096 take the scalar path: per column an insertion sort (n <= 32),
@@ -81,9 +82,9 @@ int64_t network_columns(cpu::Isa isa, const acc_t* const* rows, int64_t n, int64
   }
 }
 
-// 64 < n <= kMaxBitonicRows: the columns of each full vector of the
-// range sorted by the ISA's bitonic network, then the window of window.h per column;
-// returns where the scalar path takes over.
+// 64 < n <= kMaxBitonicRows: the columns of each full vector of the range, sorted by the
+// ISA's merge sort with the window of window.h applied lane by lane (long_columns); returns
+// where the scalar path takes over.
 template <typename acc_t>
 int64_t bitonic_columns(cpu::Isa isa, const acc_t* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f,
                         CoordinateRule rule, acc_t* out) {
@@ -105,8 +106,12 @@ int64_t bitonic_columns(cpu::Isa isa, const acc_t* const* rows, int64_t n, int64
     for (int64_t c = 0; c < width; c += lanes) {
       switch (isa) {
 #if BYZAGG_X86_ISAS
-        case cpu::Isa::kAvx512: cpu::avx512::long_columns(tile_rows.data(), n, c, f, rule, stage.data(), out + c0 + c); break;
-        case cpu::Isa::kAvx2: cpu::avx2::long_columns(tile_rows.data(), n, c, f, rule, stage.data(), out + c0 + c); break;
+        case cpu::Isa::kAvx512:
+          cpu::avx512::long_columns(tile_rows.data(), n, c, f, rule, stage.data(), out + c0 + c);
+          break;
+        case cpu::Isa::kAvx2:
+          cpu::avx2::long_columns(tile_rows.data(), n, c, f, rule, stage.data(), out + c0 + c);
+          break;
 #endif
         default: cpu::portable::long_columns(tile_rows.data(), n, c, f, rule, stage.data(), out + c0 + c);
       }
@@ -120,7 +125,7 @@ template <typename scalar_t>
 void coordinate_rule_cpu_kernel(const scalar_t* const* rows, int64_t n, int64_t d, int64_t f, CoordinateRule rule,
                                 at::opmath_type<scalar_t>* out) {
   using acc_t = at::opmath_type<scalar_t>;
-  // 2 <= n <= 64: the compile-time networks; 64 < n <= 4096: the bitonic network; on the
+  // 2 <= n <= 64: the compile-time networks; 64 < n <= 4096: the merge sort; on the
   // ISA cpu_isa() gives (kGeneric: the vector extensions of the baseline).
   // (cpu_isa() is asked for every n, so that a wrong BYZAGG_CPU_ISA is an error for every n.)
   const cpu::Isa isa = cpu::cpu_isa();

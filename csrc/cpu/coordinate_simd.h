@@ -304,25 +304,35 @@ __attribute__((noinline)) void long_block(const acc_t* const* rows, int64_t n, i
   const V zero = V{};
   const V nan = zero + std::numeric_limits<acc_t>::quiet_NaN();
   auto store = [](acc_t* p, V v) { std::memcpy(p, &v, sizeof(V)); };
-  // The chunks, sorted in registers.
-  V nan_count = zero;
-  for (int64_t s = 0; s < n; s += C) {
-    const int m = static_cast<int>(n - s < C ? n - s : C);
-    V x[C];
-    if (any_lane<Simd, acc_t>(load_block<V>(x, rows + s, c0, 0, m, std::make_index_sequence<C>{})))
-      nan_count = nan_count + take_out_nan<V, acc_t>(x, std::make_index_sequence<C>{});
-    sort_lanes<Simd, C, core::NetworkOutputs::kAll>(
-        x, std::make_index_sequence<core::SortingNetwork<C, core::NetworkOutputs::kAll>::kCount>{});
-    store_rows<V>(stage + s * L, x, m, std::make_index_sequence<C>{});
-  }
-  // The merges: of 2C rows, 4C, ..., P. After the last one's mirror step each row is in
-  // its final half, and so on down: the median's last merge does only the blocks that hold
-  // its rows (n - 1) / 2 and n / 2.
-  for (int64_t k = 2 * C; k <= P; k <<= 1) {
-    merge_pass<Simd, W, true>(stage, n, k, 0, n);
+  // The merge of k rows over the rows [b, b + m) (a multiple of k, or the last rows). After
+  // the last merge's mirror step each row is in its final half, and so on down: the median's
+  // last merge does only the blocks that hold its rows (n - 1) / 2 and n / 2.
+  auto merge = [&](int64_t b, int64_t m, int64_t k) {
+    merge_pass<Simd, W, true>(stage + b * L, m, k, 0, m);
     const bool median = k == P && rule == core::CoordinateRule::kMedian;
-    half_clean<Simd, W>(stage, n, k / W / 2, median ? (n - 1) / 2 : 0, median ? n / 2 : n);
+    half_clean<Simd, W>(stage + b * L, m, k / W / 2, median ? (n - 1) / 2 : 0, median ? n / 2 : m);
+  };
+  // Blocks of B rows (16 KiB, so that they stay in the L1 cache) are sorted one after
+  // another: their chunks, sorted in registers, and the merges up to B rows; then the merges
+  // of 2B rows, ..., P over all rows. (The merges within blocks are independent, so the
+  // order does not change what any comparator sees.)
+  constexpr int64_t kL1Rows = (16 << 10) / static_cast<int64_t>(sizeof(V));
+  constexpr int64_t B = kL1Rows < 2 * C ? 2 * C : kL1Rows;
+  V nan_count = zero;
+  for (int64_t b = 0; b < n; b += B) {
+    const int64_t m = n - b < B ? n - b : B;
+    for (int64_t s = b; s < b + m; s += C) {
+      const int rows_here = static_cast<int>(n - s < C ? n - s : C);
+      V x[C];
+      if (any_lane<Simd, acc_t>(load_block<V>(x, rows + s, c0, 0, rows_here, std::make_index_sequence<C>{})))
+        nan_count = nan_count + take_out_nan<V, acc_t>(x, std::make_index_sequence<C>{});
+      sort_lanes<Simd, C, core::NetworkOutputs::kAll>(
+          x, std::make_index_sequence<core::SortingNetwork<C, core::NetworkOutputs::kAll>::kCount>{});
+      store_rows<V>(stage + s * L, x, rows_here, std::make_index_sequence<C>{});
+    }
+    for (int64_t k = 2 * C; k <= B && k <= P; k <<= 1) merge(b, m, k);
   }
+  for (int64_t k = 2 * B; k <= P; k <<= 1) merge(0, n, k);
   // The window, lane by lane; data position p held NaN if p >= n - nan_count.
   const bool has_nan = any_lane<Simd, acc_t>(nan_count);
   auto at = [&](int64_t p) {
@@ -367,20 +377,20 @@ int64_t columns(const acc_t* const* rows, int64_t n, int64_t begin, int64_t end,
 
 // The four entry points of a vector path (coordinate_network.h), defined in the including
 // translation unit's namespace from its traits `Simd`.
-#define BYZAGG_COORDINATE_PATH_DEFINITIONS(Simd)                                                          \
-  int64_t coordinate_columns(const float* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f,  \
-                             core::CoordinateRule rule, float* out) {                                     \
-    return columns<Simd, float>(rows, n, begin, end, f, rule, out);                                       \
-  }                                                                                                       \
-  int64_t coordinate_columns(const double* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f, \
-                             core::CoordinateRule rule, double* out) {                                    \
-    return columns<Simd, double>(rows, n, begin, end, f, rule, out);                                      \
-  }                                                                                                       \
-  void long_columns(const float* const* rows, int64_t n, int64_t c0, int64_t f, core::CoordinateRule rule, \
-                    float* stage, float* out) {                                                           \
-    long_block<Simd, float>(rows, n, c0, f, rule, stage, out);                                            \
-  }                                                                                                       \
+#define BYZAGG_COORDINATE_PATH_DEFINITIONS(Simd)                                                            \
+  int64_t coordinate_columns(const float* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f,    \
+                             core::CoordinateRule rule, float* out) {                                       \
+    return columns<Simd, float>(rows, n, begin, end, f, rule, out);                                         \
+  }                                                                                                         \
+  int64_t coordinate_columns(const double* const* rows, int64_t n, int64_t begin, int64_t end, int64_t f,   \
+                             core::CoordinateRule rule, double* out) {                                      \
+    return columns<Simd, double>(rows, n, begin, end, f, rule, out);                                        \
+  }                                                                                                         \
+  void long_columns(const float* const* rows, int64_t n, int64_t c0, int64_t f, core::CoordinateRule rule,  \
+                    float* stage, float* out) {                                                             \
+    long_block<Simd, float>(rows, n, c0, f, rule, stage, out);                                              \
+  }                                                                                                         \
   void long_columns(const double* const* rows, int64_t n, int64_t c0, int64_t f, core::CoordinateRule rule, \
-                    double* stage, double* out) {                                                         \
-    long_block<Simd, double>(rows, n, c0, f, rule, stage, out);                                           \
+                    double* stage, double* out) {                                                           \
+    long_block<Simd, double>(rows, n, c0, f, rule, stage, out);                                             \
   }
