@@ -106,6 +106,11 @@ def load(paths):
                     if old is not None and "@" not in kind and old.get("isa") and old["isa"] != rec.get("isa"):
                         # a rerun on another vector path: the earlier path's figure is kept as its own
                         earlier.setdefault((what, f"{kind}@{old['isa']}"), old)
+                    # and an earlier figure of the rule on this run's path (kept that way) gives way
+                    family = kind.split("@")[0]
+                    for key2 in [k for k, r in earlier.items() if k[0] == what and k[1] != kind
+                                 and k[1].split("@")[0] == family and rec.get("isa") and r.get("isa") == rec["isa"]]:
+                        del earlier[key2]
                 pt["cases"] = {**earlier, **pt["cases"]}
             points[key] = pt
         for s in meta.get("skips", []):

@@ -213,3 +213,37 @@ def test_a_rerun_on_another_path_keeps_the_earlier_paths_figure(tmp_path):
     rows = {name: (verdict, figure) for name, verdict, figure in report.isa_target_rows(points)}
     assert rows["median <= 1.2x G.sum(0) [avx512]"] == ("PASS", "1.10x")
     assert rows["median <= 2x G.sum(0) [avx2]"] == ("PASS", "1.80x")
+
+
+def test_a_third_run_back_on_the_first_path_replaces_its_figure(tmp_path):
+    """AVX-512 run, AVX2 rerun, then an AVX-512 run with the AVX2 path capped: every path's
+    row takes the newest run that measured it (the first run's figure, kept as its own
+    path's after the AVX2 rerun, gives way to the third run's)."""
+    n, d = report.TARGET
+
+    def run(name, backend, entries):
+        path = _run(tmp_path, name, [_entry(n, d, "baseline", "sum", 1.0, family="baseline")] + entries, grid="quick")
+        data = json.loads(open(path).read())
+        data["byzagg"]["backend"] = backend
+        open(path, "w").write(json.dumps(data))
+        return path
+
+    capped = _entry(n, d, "byzagg", "median", 1.7)
+    capped["extra_info"]["isa_cap"] = "avx2"
+    first = run("a.json", "native CPU (byzagg._C, torch x, vector ISA avx512): median",
+                [_entry(n, d, "byzagg", "median", 0.9)])
+    second = run("b.json", "native CPU (byzagg._C, torch x, vector ISA avx2): median",
+                 [_entry(n, d, "byzagg", "median", 2.1)])
+    third = run("c.json", "native CPU (byzagg._C, torch x, vector ISA avx512): median",
+                [_entry(n, d, "byzagg", "median", 1.15), capped])
+    points, _ = report.load([first, second, third])
+    rows = {name: (verdict, figure) for name, verdict, figure in report.isa_target_rows(points)}
+    assert rows["median <= 1.2x G.sum(0) [avx512]"] == ("PASS", "1.15x")
+    assert rows["median <= 2x G.sum(0) [avx2]"] == ("PASS", "1.70x")
+    kinds = sorted(kind for what, kind in points[(n, d)]["cases"] if what == "median")
+    assert kinds == ["byzagg", "byzagg@avx2"]
+    # without the third run, the first two keep a row each
+    points, _ = report.load([first, second])
+    rows = {name: (verdict, figure) for name, verdict, figure in report.isa_target_rows(points)}
+    assert rows["median <= 1.2x G.sum(0) [avx512]"] == ("PASS", "0.90x")
+    assert rows["median <= 2x G.sum(0) [avx2]"] == ("MISS", "2.10x")

@@ -26,7 +26,8 @@ constexpr int next_power_of_two(int n) {
   return p;
 }
 
-// Calls emit(lo, hi) for each comparator of the network for n values, in order.
+// Calls emit(lo, hi, p) for each comparator of the network for n values, in order; p is its
+// merge level (it merges sorted runs of p values into runs of 2p, within a block of 2p).
 template <typename Emit>
 constexpr void batcher_network(int n, Emit&& emit) {
   const int P = next_power_of_two(n);
@@ -34,7 +35,7 @@ constexpr void batcher_network(int n, Emit&& emit) {
     for (int k = p; k >= 1; k >>= 1) {
       for (int j = k % p; j + k < P; j += 2 * k) {
         for (int i = 0; i < k && i + j + k < P; ++i) {
-          if ((i + j) / (2 * p) == (i + j + k) / (2 * p) && i + j + k < n) emit(i + j, i + j + k);
+          if ((i + j) / (2 * p) == (i + j + k) / (2 * p) && i + j + k < n) emit(i + j, i + j + k, p);
         }
       }
     }
@@ -50,19 +51,30 @@ enum class NetworkOutputs : int {
 template <int N, NetworkOutputs Outputs>
 struct SortingNetwork {
   static constexpr int kMaxComparators = N * N;  // generous bound for the arrays below
-
   struct Built {
     Comparator comparators[kMaxComparators > 0 ? kMaxComparators : 1];
     int count;
   };
 
+  // Appends the comparators of the block at level p, index b (values [2pb, 2p(b + 1))):
+  // those of its halves first, then its own.
+  static constexpr void emit_block(Built& built, int p, int b) {
+    if (p < 1) return;
+    emit_block(built, p / 2, 2 * b);
+    emit_block(built, p / 2, 2 * b + 1);
+    batcher_network(N, [&built, p, b](int lo, int hi, int level) {
+      if (level == p && lo / (2 * p) == b) built.comparators[built.count++] = Comparator{lo, hi};
+    });
+  }
+
   static constexpr Built build() {
+    // Batcher's comparators in depth-first order: a block of 2p values is sorted by sorting
+    // its halves (recursively) and then running its level-p comparators, so that a small
+    // block is sorted while its values are in registers. The same comparators, each seeing
+    // the same values as in Batcher's order: only the order of independent ones changes.
     Built all{};
     all.count = 0;
-    batcher_network(N, [&all](int lo, int hi) {
-      all.comparators[all.count] = Comparator{lo, hi};
-      ++all.count;
-    });
+    emit_block(all, next_power_of_two(N) / 2, 0);
     if (Outputs == NetworkOutputs::kAll) return all;
     // Walk back from the needed outputs, keeping comparators that can reach them.
     bool needed[N > 0 ? N : 1] = {};

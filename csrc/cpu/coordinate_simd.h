@@ -128,7 +128,7 @@ BYZAGG_ALWAYS_INLINE Vec<Simd, acc_t> sorted_window(At at, int64_t n, int64_t f,
   for (int64_t s = 0; s < n - k; ++s) start = (at(s + k) - center) < (center - at(s)) ? start + acc_t(1) : start;
   const V stop = start + acc_t(k);
   V sum = zero;
-  for (int64_t p = 0; p < n; ++p) {
+  for (int p = 0; p < static_cast<int>(n); ++p) {
     const V position = zero + acc_t(p);
     sum = (position >= start) & (position < stop) ? sum + at(p) : sum;
   }
