@@ -127,11 +127,21 @@ BYZAGG_ALWAYS_INLINE Vec<Simd, acc_t> sorted_window(At at, int64_t n, int64_t f,
   V start = zero;
   for (int64_t s = 0; s < n - k; ++s) start = (at(s + k) - center) < (center - at(s)) ? start + acc_t(1) : start;
   const V stop = start + acc_t(k);
+  // The window's sum in index order, start <= p < stop: start <= n - k and stop >= k, so
+  // below min(n - k, k) only p >= start is asked, at or above max(n - k, k) only p < stop,
+  // and between them both (k < n - k) or neither (k >= n - k).
+  const int low = static_cast<int>(n - k < k ? n - k : k), high = static_cast<int>(n - k < k ? k : n - k);
   V sum = zero;
-  for (int p = 0; p < static_cast<int>(n); ++p) {
+  for (int p = 0; p < low; ++p) sum = zero + acc_t(p) >= start ? sum + at(p) : sum;
+  for (int p = low; p < high; ++p) {
     const V position = zero + acc_t(p);
-    sum = (position >= start) & (position < stop) ? sum + at(p) : sum;
+    if (n - k < k) {
+      sum = sum + at(p);
+    } else {
+      sum = (position >= start) & (position < stop) ? sum + at(p) : sum;
+    }
   }
+  for (int p = high; p < static_cast<int>(n); ++p) sum = zero + acc_t(p) < stop ? sum + at(p) : sum;
   return sum / acc_t(k);
 }
 
