@@ -9,7 +9,7 @@
 // the same order, so it gives the scalar path's values (a zero's sign aside: min/max do not
 // order -0 and +0; the vector paths agree with one another on it too).
 // 64 < n <= 4096 (every ISA): a merge sort over a block of columns staged in memory
-// (coordinate_simd.h: chunks of 32 rows sorted in registers, then bitonic merges a few steps
+// (coordinate_simd.h: chunks of 64 rows sorted by a network, then bitonic merges a few steps
 // a pass), the columns read a tile at a time into a buffer that stays in the cache. Half precision is widened
 // to float a block of columns at a time for both, and the last columns of a range (fewer
 // than a vector) are staged into a padded block, so that every column takes the vector

@@ -207,7 +207,7 @@ __attribute__((noinline)) void network_columns(const acc_t* const* rows, int n, 
 // The comparators do not depend on the ISA or on R, so neither does the order of equal
 // values (min/max leave a zero's sign aside, as above). The window is then applied lane by
 // lane from the staged block with the arithmetic of core/window.h.
-constexpr int kLongChunkRows = 32;
+constexpr int kLongChunkRows = 64;
 
 // The steps of a bitonic merge over W rows (W a power of two) in the mirror form: with
 // kMirror, row q against row W - 1 - q, then the strides W / 4, ..., 1; without, the strides
