@@ -4,12 +4,16 @@
 //   sort followed by the window, for every rule, with NaN, infinities and ties, and with
 //   skip_nan the value of the rule over the values that are not NaN;
 // - the bitonic steps of the shared-memory path (bitonic_pair, bitonic_ascending,
-//   padded_less) sort padded columns into the same order as a stable sort.
+//   padded_less) sort padded columns into the same order as a stable sort;
+// - SortingNetwork<N> (every N <= 64) holds Batcher's comparators, and any two that share a
+//   value run in Batcher's order (its depth-first order changes only when independent ones
+//   run, so every comparator sees the values it sees in Batcher's order).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "core/network_rule.h"
@@ -151,6 +155,45 @@ static void check_rank_position(std::mt19937& rng) {
   }
 }
 
+template <int N>
+static void check_network_order() {
+  std::vector<core::Comparator> batcher;
+  core::batcher_network(N, [&](int lo, int hi, int) { batcher.push_back(core::Comparator{lo, hi}); });
+  using Net = core::SortingNetwork<N, NetworkOutputs::kAll>;
+  const int count = static_cast<int>(batcher.size());
+  CHECK(Net::kCount == count, "N=%d: %d comparators, Batcher has %d", N, Net::kCount, count);
+  if (Net::kCount != count) return;
+  // where each of Batcher's comparators runs in the network (the k-th (lo, hi) pair of one
+  // order is the k-th of the other)
+  std::vector<int> position(static_cast<size_t>(count), -1);
+  std::vector<bool> taken(static_cast<size_t>(count), false);
+  for (int c = 0; c < count; ++c) {
+    const core::Comparator cmp = Net::kBuilt.comparators[c];
+    int b = 0;
+    while (b < count && (taken[b] || batcher[b].lo != cmp.lo || batcher[b].hi != cmp.hi)) ++b;
+    CHECK(b < count, "N=%d: comparator (%d, %d) is not Batcher's", N, cmp.lo, cmp.hi);
+    if (b == count) return;
+    taken[b] = true;
+    position[b] = c;
+  }
+  for (int a = 0; a < count; ++a) {
+    for (int b = a + 1; b < count; ++b) {
+      const bool share = batcher[a].lo == batcher[b].lo || batcher[a].lo == batcher[b].hi ||
+                         batcher[a].hi == batcher[b].lo || batcher[a].hi == batcher[b].hi;
+      if (share && position[a] > position[b]) {
+        CHECK(false, "N=%d: (%d, %d) runs after (%d, %d), which depends on it", N, batcher[a].lo, batcher[a].hi,
+              batcher[b].lo, batcher[b].hi);
+        return;
+      }
+    }
+  }
+}
+
+template <std::size_t... I>
+static void check_network_orders(std::index_sequence<I...>) {
+  (check_network_order<static_cast<int>(I) + 2>(), ...);
+}
+
 int main() {
   std::mt19937 rng(20261123);
   check_network_size<16>(rng);
@@ -159,6 +202,7 @@ int main() {
   check_network_size<64>(rng);
   check_bitonic(rng);
   check_rank_position(rng);
+  check_network_orders(std::make_index_sequence<63>{});  // N = 2 .. 64
   std::printf("test_device_paths: %d failures\n", failures);
   return failures == 0 ? 0 : 1;
 }
