@@ -40,20 +40,26 @@ LONG_TARGET = 3.0
 # why issue 21's targets are missed where they are (written by hand: what was found)
 MISS_REASONS = """Where issue 21's targets are missed, and why (as found so far):
 
-- AVX2 path, coordinate-wise rules at n = 51: the sorting network keeps P = 56 vectors of 8
-  lanes live and the AVX2 register file has 16 (AVX-512: 32 registers of 16 lanes), so most
-  comparators load and store; no blocking that spills less has been written yet. Figures on
-  the shared 2-core machine move by tens of percent (the median measured 1.41x as the middle
-  of three interleaved runs in `cpu-issue21-portable.md`, 2.2x here beside another benchmark).
-- AVX-512 path: not measured again since the targets were set (no AVX-512 machine in the
-  sessions since); the figures are the 2026-11-23 run's, the kernels unchanged.
-- Long columns (n = 101, 1001): the bitonic network over a staged block does
-  log2(P)(log2(P) + 1) / 2 stages over every value (28 at P = 128, 55 at P = 1024). The median
-  could take a selection instead (it reads one or two order statistics, no sum). Trimmed
-  mean, MeaMed and Phocas sum their window in sorted order (csrc/core/window.h, the
-  reference's order, which keeps the same bits on every CPU), so a selection-only kernel
-  would either sort the window anyway or change the defined summation order: a contract
-  decision, not taken here.
+- n = 51, trimmed mean, MeaMed and Phocas, on AVX-512 and AVX2: these need the full sort of
+  the P = 56 rows (the median's network is pruned to its two middle outputs, and passes),
+  with 56 vectors live against 32 registers (AVX-512) or 16 (AVX2), so comparators still
+  load and store. Running Batcher's comparators depth first (a block sorted while it is in
+  registers, same comparators and bits) and masking only the window's edges took 10-20% off
+  (`cpu-issue21-long-columns.md`); taking two blocks' windows as one vector of twice the
+  width was tried and dropped (GCC splits the wide masks badly: 2.5x slower).
+- Long columns (n = 101, 1001): a merge sort (chunks of 64 rows sorted by the network, then
+  bitonic merges, up to 4 of their steps a pass over the staged block) replaced the bitonic
+  network over memory (2.5-3.5x faster). At n = 1001 it still makes about 10 passes over
+  the block, and gathering the 1001 rows' columns, far apart in memory, costs about one
+  read of G by itself (columns are copied a tile of 256 bytes per row at a time; a
+  software prefetch of the next tile made it slower). The median could take a selection
+  instead of a sort (it reads two order statistics); trimmed mean, MeaMed and Phocas sum
+  their window in sorted order (csrc/core/window.h, which keeps the same bits on every CPU),
+  so they need the window sorted. The portable path (4 lanes) is 1.5-2x the AVX2 path's
+  time here, as at n = 51.
+- AVX2 figures of this run come from the AVX-512 machine with the path capped
+  (BYZAGG_CPU_ISA=avx2); the AVX2-only machine of earlier sessions was not available to
+  measure the new kernels.
 """
 
 
