@@ -14,6 +14,7 @@ rules updates those rules only); the baselines table shows the last run's baseli
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import math
 import os
@@ -83,7 +84,7 @@ def load(paths):
     points = {}  # (n, d) -> {"run": path, "base": {...}, "cases": {(what, kind): rec}, "meta": ...}
     metas = []
     for path in paths:
-        with open(path) as fh:
+        with gzip.open(path, "rt") if path.endswith(".gz") else open(path) as fh:  # run files may be gzip'd
             data = json.load(fh)
         meta = data.get("byzagg", {})
         metas.append((path, meta, data.get("datetime"), data.get("machine_info", {})))

@@ -247,3 +247,20 @@ def test_a_third_run_back_on_the_first_path_replaces_its_figure(tmp_path):
     rows = {name: (verdict, figure) for name, verdict, figure in report.isa_target_rows(points)}
     assert rows["median <= 1.2x G.sum(0) [avx512]"] == ("PASS", "0.90x")
     assert rows["median <= 2x G.sum(0) [avx2]"] == ("MISS", "2.10x")
+
+
+def test_gzipped_run_files_read_the_same(tmp_path):
+    """A run file kept gzip'd (as new run files are committed) loads like the plain one."""
+    import gzip
+    import shutil
+
+    n, d = report.TARGET
+    plain = _run(tmp_path, "run.json", [_entry(n, d, "baseline", "sum", 1.0, family="baseline"),
+                                        _entry(n, d, "byzagg", "median", 1.3)], grid="quick")
+    packed = plain + ".gz"
+    with open(plain, "rb") as src, gzip.open(packed, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    a, _ = report.load([plain])
+    b, _ = report.load([packed])
+    assert a[(n, d)]["cases"][("median", "byzagg")]["t"] == b[(n, d)]["cases"][("median", "byzagg")]["t"] == 1.3
+    assert a[(n, d)]["base"] == b[(n, d)]["base"]
