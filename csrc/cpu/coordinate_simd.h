@@ -201,10 +201,10 @@ __attribute__((noinline)) void network_columns(const acc_t* const* rows, int n, 
 //   form where every compare-exchange puts the lesser value at the lower row (each merge
 //   starts by comparing row i with its mirror in the block): rows n .. P - 1 would hold
 //   +inf padding, which such a comparator never moves, so the comparators that touch them
-//   are skipped and the padding is never stored. A merge's steps of stride >= R go over the
-//   staged block in memory; its last steps (strides R / 2 .. 1) stay within R rows and are
-//   done R rows at a time in registers.
-// The comparators do not depend on the ISA or on R, so neither does the order of equal
+//   are skipped and the padding is never stored. Up to log2(W) steps of a merge are done in
+//   one pass over the staged block, W rows at a time in registers (W = Simd::kMergeRows;
+//   merge_pass below).
+// The comparators do not depend on the ISA or on W, so neither does the order of equal
 // values (min/max leave a zero's sign aside, as above). The window is then applied lane by
 // lane from the staged block with the arithmetic of core/window.h.
 constexpr int kLongChunkRows = 64;
