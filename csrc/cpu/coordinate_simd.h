@@ -48,10 +48,17 @@ BYZAGG_ALWAYS_INLINE void exchange(V& a, V& b) {
   a = lo;
 }
 
-template <class Simd, int P, core::NetworkOutputs Outputs, typename V, std::size_t... I>
-BYZAGG_ALWAYS_INLINE void sort_lanes(V* x, std::index_sequence<I...>) {
-  using Net = core::SortingNetwork<P, Outputs>;
+// Runs the compile-time comparator list Net::kBuilt (a sorting network, or merge steps
+// below) on x, each comparator a min and a max over the lanes; fully unrolled, so that x can
+// live in registers.
+template <class Simd, class Net, typename V, std::size_t... I>
+BYZAGG_ALWAYS_INLINE void run_comparators(V* x, std::index_sequence<I...>) {
   (exchange<Simd>(x[Net::kBuilt.comparators[I].lo], x[Net::kBuilt.comparators[I].hi]), ...);
+}
+
+template <class Simd, class Net, typename V>
+BYZAGG_ALWAYS_INLINE void run_comparators(V* x) {
+  run_comparators<Simd, Net>(x, std::make_index_sequence<Net::kCount>{});
 }
 
 template <typename V, typename acc_t>
@@ -133,11 +140,11 @@ BYZAGG_ALWAYS_INLINE Vec<Simd, acc_t> sorted_window(At at, int64_t n, int64_t f,
   const int low = static_cast<int>(n - k < k ? n - k : k), high = static_cast<int>(n - k < k ? k : n - k);
   V sum = zero;
   for (int p = 0; p < low; ++p) sum = zero + acc_t(p) >= start ? sum + at(p) : sum;
-  for (int p = low; p < high; ++p) {
-    const V position = zero + acc_t(p);
-    if (n - k < k) {
-      sum = sum + at(p);
-    } else {
+  if (n - k < k) {
+    for (int p = low; p < high; ++p) sum = sum + at(p);
+  } else {
+    for (int p = low; p < high; ++p) {
+      const V position = zero + acc_t(p);
       sum = (position >= start) & (position < stop) ? sum + at(p) : sum;
     }
   }
@@ -156,7 +163,7 @@ BYZAGG_ALWAYS_INLINE void network_block(const acc_t* const* rows, int64_t c0, in
   const bool has_nan = any_lane<Simd, acc_t>(load_block<V>(x, rows, c0, low, n, std::make_index_sequence<P>{}));
   V nan_count = zero;
   if (has_nan) nan_count = take_out_nan<V, acc_t>(x, std::make_index_sequence<P>{});
-  sort_lanes<Simd, P, Outputs>(x, std::make_index_sequence<core::SortingNetwork<P, Outputs>::kCount>{});
+  run_comparators<Simd, core::SortingNetwork<P, Outputs>>(x);
   // Data position p (padded position p + low) held NaN if p >= n - nan_count.
   auto with_nan = [&](V value, int p) { return nan_count >= acc_t(n - p) ? nan : value; };
 
@@ -240,12 +247,6 @@ struct MergeSteps {
   static constexpr Built kBuilt = build();
 };
 
-template <class Simd, int W, bool kMirror, typename V, std::size_t... I>
-BYZAGG_ALWAYS_INLINE void merge_lanes(V* x, std::index_sequence<I...>) {
-  using Net = MergeSteps<W, kMirror>;
-  (exchange<Simd>(x[Net::kBuilt.comparators[I].lo], x[Net::kBuilt.comparators[I].hi]), ...);
-}
-
 // One pass over the staged block of n rows doing W / 2 ... steps of a merge at once, W rows
 // at a time in registers (rows >= n are +inf padding: loaded as such, never stored).
 // kMirror: the first log2(W) steps of the merge of k rows (the mirror step, then the strides
@@ -274,7 +275,7 @@ BYZAGG_ALWAYS_INLINE void merge_pass(acc_t* stage, int64_t n, int64_t span, int6
       }
 #pragma GCC unroll 32
       for (int q = 0; q < W; ++q) x[q] = row[q] < n ? load_lanes<V, acc_t>(stage + row[q] * L) : pos_inf;
-      merge_lanes<Simd, W, kMirror>(x, std::make_index_sequence<MergeSteps<W, kMirror>::kCount>{});
+      run_comparators<Simd, MergeSteps<W, kMirror>>(x);
 #pragma GCC unroll 32
       for (int q = 0; q < W; ++q) {
         if (row[q] < n) std::memcpy(stage + row[q] * L, &x[q], sizeof(V));
@@ -336,8 +337,7 @@ __attribute__((noinline)) void long_block(const acc_t* const* rows, int64_t n, i
       V x[C];
       if (any_lane<Simd, acc_t>(load_block<V>(x, rows + s, c0, 0, rows_here, std::make_index_sequence<C>{})))
         nan_count = nan_count + take_out_nan<V, acc_t>(x, std::make_index_sequence<C>{});
-      sort_lanes<Simd, C, core::NetworkOutputs::kAll>(
-          x, std::make_index_sequence<core::SortingNetwork<C, core::NetworkOutputs::kAll>::kCount>{});
+      run_comparators<Simd, core::SortingNetwork<C, core::NetworkOutputs::kAll>>(x);
       store_rows<V>(stage + s * L, x, rows_here, std::make_index_sequence<C>{});
     }
     for (int64_t k = 2 * C; k <= B && k <= P; k <<= 1) merge(b, m, k);
